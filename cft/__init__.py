@@ -1,0 +1,1 @@
+"""Critique Fine-Tuning pipeline."""

@@ -1,0 +1,243 @@
+"""Typed models of params.yaml: one section per stage, one clear error per bad value.
+
+Every stage validates the whole file, so a typo anywhere stops the pipeline before
+any work is done, with a message that names the key and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from cft.schema import StrictModel
+from cft.train.config import TrainConfig
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ConfigError(ValueError):
+    """A params.yaml problem; the message names the file and key."""
+
+
+class TinyModelConfig(StrictModel):
+    """The embedded default model, built locally from a config (no downloads)."""
+
+    vocab_size: Annotated[int, Field(ge=300)] = 4096
+    hidden_size: PositiveInt = 128
+    num_layers: PositiveInt = 2
+    num_heads: PositiveInt = 4
+    intermediate_size: PositiveInt = 384
+    max_position_embeddings: PositiveInt = 2048
+    tokenizer_corpus: list[str] = Field(min_length=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        return self
+
+
+class ProblemSource(StrictModel):
+    """One problem file and the adapter that reads it (see cft.data.adapters)."""
+
+    path: str
+    format: str
+    limit: PositiveInt | None = None
+    question_field: str | None = None
+    answer_field: str | None = None
+    solution_field: str | None = None
+
+
+class IngestConfig(StrictModel):
+    sources: list[ProblemSource] = Field(min_length=1)
+
+
+class SamplingConfig(StrictModel):
+    temperature: Annotated[float, Field(ge=0.0)] = 0.7
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    max_new_tokens: PositiveInt = 256
+    seed: int = 0
+
+
+EnvVarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class BackendConfig(StrictModel):
+    """Where a model runs. Only the options of the chosen backend are passed on.
+
+    The API key is never in params: `api_key_env` names the environment variable
+    that holds it (a value that is not a variable name is refused).
+    """
+
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    # transformers
+    device: str = "cpu"
+    batch_size: PositiveInt = 16
+    # vllm (offline batch, in a subprocess; `python` may be another environment's interpreter)
+    tensor_parallel_size: PositiveInt = 1
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    python: str | None = None
+    # openai-compatible endpoints (OpenAI, `vllm serve`, others)
+    base_url: str | None = None
+    api_key_env: EnvVarName | None = "OPENAI_API_KEY"
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    max_retries: Annotated[int, Field(ge=0)] = 6
+    concurrency: PositiveInt = 16
+    prices: dict[str, float] | None = None  # USD per 1M tokens: {prompt: .., completion: ..}
+
+    def generator_options(self) -> dict[str, Any]:
+        if self.backend == "transformers":
+            return {"device": self.device, "batch_size": self.batch_size}
+        if self.backend == "vllm":
+            opts = {"tensor_parallel_size": self.tensor_parallel_size, "gpu_memory_utilization": self.gpu_memory_utilization}
+            return opts | ({"python": self.python} if self.python else {})
+        return {
+            "base_url": self.base_url,
+            "api_key_env": self.api_key_env,
+            "timeout_s": self.timeout_s,
+            "max_retries": self.max_retries,
+            "concurrency": self.concurrency,
+            "prices": self.prices,
+        }
+
+
+class StudentModel(BackendConfig):
+    """A model that answers problems; its responses are what the teacher critiques."""
+
+    name_or_path: str
+    samples: PositiveInt = 1
+    sampling: SamplingConfig = SamplingConfig()
+
+
+class RespondConfig(StrictModel):
+    models: list[StudentModel] = Field(min_length=1)
+    system_prompt: str = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+class TeacherConfig(BackendConfig):
+    """A critic. `reference` grades final answers offline; `llm` asks a teacher model."""
+
+    kind: Literal["reference", "llm"] = "llm"
+    model: str | None = None
+    prompt_version: str = "webinstruct-cft-v1"
+    sampling: SamplingConfig | None = None  # default: the sampling the prompt's recipe used
+
+    @model_validator(mode="after")
+    def _llm_needs_model(self):
+        if self.kind == "llm" and not self.model:
+            raise ValueError("an llm teacher needs `model` (a hub id, local path or API model name)")
+        if self.kind == "llm":
+            from cft.critique.teachers import get_template
+
+            get_template(self.prompt_version)
+        return self
+
+
+class CritiqueImport(StrictModel):
+    """An existing critique dataset brought in with no generation (Alpaca or messages)."""
+
+    path: str
+    format: Literal["auto", "messages", "alpaca"] = "auto"
+
+
+class CritiqueConfig(StrictModel):
+    teachers: list[TeacherConfig] = Field(default_factory=lambda: [TeacherConfig(kind="reference")])
+    imports: list[CritiqueImport] = Field(default_factory=list)
+
+
+class ValidateConfig(StrictModel):
+    min_chars: Annotated[int, Field(ge=0)] = 20
+    max_chars: PositiveInt = 20000
+    conclusion_policy: Literal["normalize", "reject"] = "normalize"
+    consistency_policy: Literal["drop", "keep", "tag"] = "tag"
+    min_pass_rate: Fraction = 0.9
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self):
+        if self.min_chars >= self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) must be below max_chars ({self.max_chars})")
+        return self
+
+
+class BuildConfig(StrictModel):
+    seed: int = 0
+
+
+class BenchmarkConfig(StrictModel):
+    name: str
+    limit: PositiveInt | None = None
+    path: str | None = None  # defaults to the shipped file for the seven paper benchmarks
+    format: str | None = None
+    question_field: str | None = None
+    answer_field: str | None = None
+
+
+class EvaluateConfig(StrictModel):
+    benchmarks: list[BenchmarkConfig] = Field(min_length=1)
+    system_prompt: str = "Please reason step by step, and put your final answer within \\boxed{}."
+    max_new_tokens: PositiveInt = 2048
+    batch_size: PositiveInt = 16
+    device: str = "cpu"
+    grade_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+
+class RegisterConfig(StrictModel):
+    tracking_uri: str = "sqlite:///mlruns.db"
+    artifact_location: str = "mlartifacts"
+    experiment: str = "cft"
+    model_name: str = "cft-model"
+    promotion_margin: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class Params(StrictModel):
+    tiny_model: TinyModelConfig
+    ingest: IngestConfig
+    respond: RespondConfig
+    critique: CritiqueConfig = CritiqueConfig()
+    validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
+    build: BuildConfig = BuildConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig
+    register_: RegisterConfig = Field(default=RegisterConfig(), alias="register")
+
+
+def _format_error(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = err.get("input")
+        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{path}: {key}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_params(data: Any, path: str | Path = "params.yaml") -> Params:
+    """Validate an already-loaded params mapping."""
+    path = Path(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of stage sections at the top level")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; raise ConfigError naming every bad key."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(data, path)

@@ -1,0 +1,1 @@
+"""Teacher prompts, verdict parsing and critic backends."""

@@ -1,0 +1,1 @@
+"""Row schemas, JSONL/Parquet IO, content-hash ids and dataset adapters."""

@@ -1,0 +1,1 @@
+"""MLflow tracking, registration and the promotion gate."""

@@ -1,0 +1,1 @@
+"""One linear entry point per pipeline stage; `cft <stage>` and dvc.yaml call these."""

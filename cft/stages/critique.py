@@ -1,0 +1,128 @@
+"""Stage critique: teachers judge every response; existing critique datasets are imported.
+
+    cft critique --problems data/problems.jsonl --responses data/responses.jsonl --out data/critiques.jsonl
+
+Row: id, response_id, problem_id, question, response, gold_answer, response_correct,
+teacher, prompt_version, critique, verdict (parsed; null when none is found). An
+empty or malformed critique is kept: validation judges it. LLM teachers are
+incremental and resumable exactly like the respond stage (journal + failures file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cft.config import Params, TeacherConfig
+from cft.critique.reference import PROMPT_VERSION as REFERENCE_VERSION
+from cft.critique.reference import reference_critique
+from cft.critique.verdict import parse_verdict
+from cft.data.ids import content_id
+from cft.data.io import DataError, read_jsonl, write_json, write_jsonl
+from cft.generate.base import Sampling
+from cft.generate.incremental import PlannedRow, generate_journaled
+from cft.generate.journal import Journal, failures_path
+from cft.stages.respond import journal_path
+
+
+def critique_row(resp: dict, problem: dict, teacher: str, prompt_version: str, critique: str, row_id: str) -> dict:
+    return {
+        "id": row_id,
+        "response_id": resp["id"],
+        "problem_id": problem["id"],
+        "question": problem["question"],
+        "response": resp["response"],
+        "gold_answer": problem["gold_answer"],
+        "response_correct": resp.get("correct"),
+        "teacher": teacher,
+        "prompt_version": prompt_version,
+        "critique": critique,
+        "verdict": parse_verdict(critique).label,
+    }
+
+
+def reference_rows(pairs: list[tuple[dict, dict]]) -> list[dict]:
+    rows = []
+    for resp, problem in pairs:
+        text = reference_critique(resp.get("extracted_answer"), problem["gold_answer"], bool(resp.get("correct")))
+        rows.append(critique_row(resp, problem, "reference", REFERENCE_VERSION, text, content_id(resp["id"], "reference", REFERENCE_VERSION)))
+    return rows
+
+
+def llm_sampling(teacher: TeacherConfig) -> Sampling:
+    from cft.critique.teachers import get_template
+
+    if teacher.sampling is not None:
+        return Sampling(**teacher.sampling.model_dump())
+    return get_template(teacher.prompt_version).sampling
+
+
+def plan_llm(pairs: list[tuple[dict, dict]], teacher: TeacherConfig) -> list[PlannedRow]:
+    from cft.critique.teachers import get_template
+
+    template = get_template(teacher.prompt_version)
+    sampling = llm_sampling(teacher).as_dict()
+    return [
+        PlannedRow(
+            content_id(resp["id"], teacher.model, template.version, sampling),
+            template.chat(problem["question"], resp["response"]),
+            {"resp": resp, "problem": problem},
+        )
+        for resp, problem in pairs
+    ]
+
+
+def run(params: Params, problems_path: Path, responses_path: Path, out: Path, metrics_path: Path | None = None) -> dict:
+    from cft.data.importers import import_critiques
+    from cft.generate import get_generator
+    from cft.stages.usage import log_usage
+
+    problems = {p["id"]: p for p in read_jsonl(problems_path)}
+    pairs = []
+    for line, resp in enumerate(read_jsonl(responses_path), start=1):
+        if resp.get("problem_id") not in problems:
+            raise DataError(f"{responses_path}:{line}: problem_id '{resp.get('problem_id')}' is not in {problems_path}")
+        pairs.append((resp, problems[resp["problem_id"]]))
+
+    rows: list[dict] = []
+    summary: dict = {"teachers": {}, "imported": 0, "import_failures": 0, "failed": 0}
+    usage: dict = {}
+    llm_ids: list[str] = []
+    with Journal(journal_path(out)) as journal:
+        for teacher in params.critique.teachers:
+            if teacher.kind == "reference":
+                made = reference_rows(pairs)
+                rows.extend(made)
+                summary["teachers"]["reference"] = {"rows": len(made)}
+                continue
+            planned = plan_llm(pairs, teacher)
+            llm_ids.extend(p.id for p in planned)
+            generator = get_generator(teacher.backend, teacher.model, **teacher.generator_options())
+
+            def make_row(p: PlannedRow, gen, teacher=teacher) -> dict:
+                return critique_row(p.meta["resp"], p.meta["problem"], teacher.model, teacher.prompt_version, gen.text, p.id)
+
+            part = generate_journaled(generator, planned, llm_sampling(teacher), journal, make_row, desc=f"critique {teacher.model}")
+            summary["teachers"][f"{teacher.model}:{teacher.prompt_version}"] = part
+            usage.update(getattr(generator, "usage", dict)())
+        # finalize writes the LLM rows (planned order) and the failures file
+        final = journal.finalize(llm_ids, out)
+        summary["failed"] = final["failed"]
+        rows.extend(read_jsonl(out))
+    import_failures = []
+    for source in params.critique.imports:
+        imported, failures = import_critiques(source.path, source.format)
+        rows.extend(imported)
+        import_failures.extend(failures)
+        summary["imported"] += len(imported)
+    if import_failures:
+        # Unreadable imported rows are never dropped silently: they join the failures file.
+        failures_file = failures_path(out)
+        write_jsonl(failures_file, read_jsonl(failures_file) + import_failures)
+        summary["import_failures"] = len(import_failures)
+    summary["rows"] = write_jsonl(out, rows)
+    if usage:
+        summary["usage"] = usage
+        log_usage(params, "critique", usage)
+    if metrics_path:
+        write_json(metrics_path, summary)
+    return summary

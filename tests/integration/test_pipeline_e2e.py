@@ -1,0 +1,126 @@
+"""The whole pipeline on the embedded default, for real, in a temporary copy of the project.
+
+One test on purpose: it runs every stage once through the Prefect flow (which runs
+them through DVC), then checks the artifacts, the registry and DVC's bookkeeping.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+# Outputs of earlier runs at the top level, and anything that is not source.
+TOP_LEVEL_OUTPUTS = {"data", "models", "metrics", "plots", "reports", "mlruns", "mlruns.db", "mlartifacts", ".dvc-remote", "bench"}
+ANYWHERE = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", "*.egg-info")
+
+
+def _skip(repo_root: Path):
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = set(ANYWHERE(directory, names))
+        if Path(directory) == repo_root:
+            skipped |= TOP_LEVEL_OUTPUTS & set(names)
+        if Path(directory) == repo_root / ".dvc":
+            skipped |= {"tmp", "cache"} & set(names)
+        return skipped
+
+    return ignore
+
+
+def _run(cmd, cwd, env, timeout=900):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc.stdout
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, repo_root):
+    root = tmp_path_factory.mktemp("cft") / "project"
+    shutil.copytree(repo_root, root, ignore=_skip(repo_root))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONDONTWRITEBYTECODE": "1"}
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    _run([sys.executable, "-m", "flows.pipeline"], root, env)
+    return root, env
+
+
+def test_pipeline_end_to_end(project):
+    root, env = project
+
+    problems = _rows(root / "data/problems.jsonl")
+    assert len(problems) >= 200
+    assert {"id", "source", "question", "gold_answer", "solution"} <= problems[0].keys()
+
+    responses = _rows(root / "data/responses.jsonl")
+    assert len(responses) == len(problems)
+    assert {"id", "problem_id", "model", "sampling", "response", "extracted_answer", "correct"} <= responses[0].keys()
+
+    critiques = _rows(root / "data/critiques.jsonl")
+    assert len(critiques) == len(responses)
+    assert all(c["critique"].rstrip().endswith(("Conclusion: right [END]", "Conclusion: wrong [END]")) for c in critiques)
+    assert all(c["verdict"] in ("right", "wrong") for c in critiques)
+
+    clean = _rows(root / "data/validated/clean.jsonl")
+    quarantine = _rows(root / "data/validated/quarantine.jsonl") if (root / "data/validated/quarantine.jsonl").exists() else []
+    assert len(clean) + len(quarantine) == len(critiques)
+    summary = json.loads((root / "metrics/validation.json").read_text())
+    assert summary["n_input"] == len(critiques)
+    assert (root / "reports/validation/data_docs/index.html").exists()
+
+    cft_rows = _rows(root / "data/train/cft.jsonl")
+    assert len(cft_rows) == len(clean)
+    assert cft_rows[0]["prompt"][0]["content"].startswith("Please critique whether the following solution")
+    assert cft_rows[0]["completion"][0]["content"].startswith("Critique:\n")
+    assert {r["mode"] for r in _rows(root / "data/train/sft.jsonl")} >= {"sft_noisy", "sft_teacher"}
+
+    assert (root / "models/cft/config.json").exists()
+    train = json.loads((root / "metrics/train.json").read_text())
+    assert train["steps"] > 0
+    assert "loss" in (root / "plots/train_loss.csv").read_text().splitlines()[0]
+
+    evaluation = json.loads((root / "metrics/eval.json").read_text())
+    assert {"math-500", "gsm8k"} <= evaluation["benchmarks"].keys()
+    assert 0.0 <= evaluation["average"] <= 100.0
+    predictions = _rows(root / "data/eval/predictions.jsonl")
+    assert {"question", "response", "extracted_answer", "gold_answer", "correct"} <= predictions[0].keys()
+
+    registry = json.loads((root / "metrics/registry.json").read_text())
+    assert registry["version"] == 1 and registry["champion"] is True
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root / 'mlruns.db'}")
+    for alias in ("challenger", "champion"):
+        assert int(client.get_model_version_by_alias(registry["model_name"], alias).version) == 1
+    run = client.get_run(registry["run_id"])
+    assert "train.learning_rate" in run.data.params
+    assert "eval.average" in run.data.metrics
+    assert any(k == "loss" or k.endswith("loss") for k in run.data.metrics)
+    del mlflow
+
+    # a second `dvc repro` with nothing changed does nothing
+    out = _run(["dvc", "repro"], root, env, timeout=300)
+    assert "Running stage" not in out
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], root, env)
+
+    # changing a train parameter re-runs train and only what follows it
+    params = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(params.replace("learning_rate: 1.0e-3", "learning_rate: 2.0e-3"))
+    out = _run(["dvc", "repro"], root, env, timeout=600)
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train", "evaluate", "register"}
+
+    # the retrained model is a new version and the challenger; champion only if it is better
+    second = json.loads((root / "metrics/registry.json").read_text())
+    assert second["version"] == 2
+    assert int(client.get_model_version_by_alias(second["model_name"], "challenger").version) == 2
+    expected_champion = 2 if second["challenger_average"] > registry["challenger_average"] else 1
+    assert int(client.get_model_version_by_alias(second["model_name"], "champion").version) == expected_champion
