@@ -26,6 +26,7 @@ def _stage(fn):
     def wrapper(*args, **kwargs):
         from cft.config import ConfigError
         from cft.data.io import DataError
+        from cft.train.launch import TrainingError
 
         apply_defaults()
         try:
@@ -33,6 +34,9 @@ def _stage(fn):
         except (ConfigError, DataError, FileNotFoundError, ValueError) as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
+        except TrainingError as exc:  # the subprocess already printed its own traceback
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
         if summary is not None:
             typer.echo(json.dumps(summary, indent=2, default=str))
 
@@ -144,12 +148,31 @@ def evaluate(
     model: Path = Path("models/cft"),
     predictions: Path = Path("data/eval/predictions.jsonl"),
     metrics: Path = Path("metrics/eval.json"),
+    report_dir: Annotated[Path | None, typer.Option(help="write the Table-2 style comparison here")] = Path("reports/comparison"),
     params: ParamsOpt = Path("params.yaml"),
 ):
-    """Evaluate a checkpoint on the configured math benchmarks."""
+    """Evaluate a checkpoint (and the baselines in params) on the configured math benchmarks."""
     from cft.stages import evaluate as stage
 
-    return stage.run(_params(params), str(model), predictions, metrics)
+    return stage.run(_params(params), str(model), predictions, metrics, report_dir)
+
+
+@app.command()
+@_stage
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="NAME=PATH of an eval.json, e.g. sft=exp1/metrics/eval.json cft=metrics/eval.json")],
+    report_dir: Path = Path("reports/comparison"),
+):
+    """Compare evaluated models like the paper's Table 2 (markdown table + bar chart)."""
+    from cft.stages.evaluate import compare_files
+
+    named = {}
+    for item in runs:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"expected NAME=PATH, got '{item}'")
+        named[name] = Path(path)
+    typer.echo(compare_files(named, report_dir))
 
 
 @app.command()

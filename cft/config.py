@@ -86,6 +86,7 @@ class BackendConfig(StrictModel):
     api_key_env: EnvVarName | None = "OPENAI_API_KEY"
     timeout_s: Annotated[float, Field(gt=0)] = 120.0
     max_retries: Annotated[int, Field(ge=0)] = 6
+    retry_backoff_s: Annotated[float, Field(gt=0)] = 1.0  # first backoff; doubles, with full jitter
     concurrency: PositiveInt = 16
     prices: dict[str, float] | None = None  # USD per 1M tokens: {prompt: .., completion: ..}
 
@@ -100,6 +101,7 @@ class BackendConfig(StrictModel):
             "api_key_env": self.api_key_env,
             "timeout_s": self.timeout_s,
             "max_retries": self.max_retries,
+            "backoff_s": self.retry_backoff_s,
             "concurrency": self.concurrency,
             "prices": self.prices,
         }
@@ -176,13 +178,35 @@ class BenchmarkConfig(StrictModel):
     answer_field: str | None = None
 
 
-class EvaluateConfig(StrictModel):
+class BaselineModel(StrictModel):
+    """Another model evaluated beside the trained one (e.g. the base model, an SFT run)."""
+
+    name: str
+    model: str
+
+
+class EvaluateConfig(BackendConfig):
+    """The paper's protocol by default: zero-shot, greedy, boxed answers, 2048 new tokens."""
+
     benchmarks: list[BenchmarkConfig] = Field(min_length=1)
     system_prompt: str = "Please reason step by step, and put your final answer within \\boxed{}."
     max_new_tokens: PositiveInt = 2048
-    batch_size: PositiveInt = 16
-    device: str = "cpu"
+    samples: PositiveInt = 1  # n per question; with n > 1, pass@k and maj@n are reported
+    temperature: Annotated[float, Field(ge=0.0)] = 0.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    seed: int = 0
+    pass_at_k: list[PositiveInt] = Field(default_factory=list)
     grade_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    name: str = "cft"  # the trained model's row in the comparison report
+    baselines: list[BaselineModel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _sampling_consistent(self):
+        if self.samples > 1 and self.temperature == 0.0:
+            raise ValueError("samples > 1 needs temperature > 0 (greedy samples are identical)")
+        if any(k > self.samples for k in self.pass_at_k):
+            raise ValueError(f"pass_at_k values must be at most samples ({self.samples})")
+        return self
 
 
 class RegisterConfig(StrictModel):
@@ -191,6 +215,22 @@ class RegisterConfig(StrictModel):
     experiment: str = "cft"
     model_name: str = "cft-model"
     promotion_margin: Annotated[float, Field(ge=0.0)] = 0.0
+    # copy: the checkpoint is an MLflow artifact (fine for small models); reference: MLflow
+    # stores a pointer to the DVC-tracked checkpoint, resolved at load (7B: no second copy)
+    log_weights: Literal["copy", "reference"] = "copy"
+
+
+class OrchestrateConfig(StrictModel):
+    """Prefect: schedule, work pools and retries. No stage depends on it (DVC ignores it)."""
+
+    schedule_cron: str | None = None  # e.g. "0 3 * * *": retrain nightly when critiques changed
+    timezone: str = "UTC"
+    work_pool: str | None = None  # None: the flow runs in-process
+    gpu_work_pool: str | None = None  # when set, GPU stages run on this pool's workers
+    gpu_stages: list[str] = Field(default_factory=lambda: ["respond", "critique", "train", "evaluate"])
+    task_retries: Annotated[int, Field(ge=0)] = 2
+    retry_delay_s: Annotated[float, Field(ge=0)] = 10.0
+    push: bool = True  # push every new artifact to the DVC remote after a successful run
 
 
 class Params(StrictModel):
@@ -203,6 +243,7 @@ class Params(StrictModel):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig
     register_: RegisterConfig = Field(default=RegisterConfig(), alias="register")
+    orchestrate: OrchestrateConfig = OrchestrateConfig()
 
 
 def _format_error(path: Path, exc: ValidationError) -> str:

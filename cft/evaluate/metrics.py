@@ -60,3 +60,21 @@ def summarise(per_benchmark: Mapping[str, Sequence[bool]]) -> dict:
     }
     average = sum(b["accuracy"] for b in benchmarks.values()) / len(benchmarks)
     return {"benchmarks": benchmarks, "average": average}
+
+
+def sampled_metrics(samples: Sequence[Sequence[tuple[str | None, bool]]], ks: Sequence[int]) -> dict[str, float]:
+    """pass@k (for each k) and maj@n, 0-100, over questions with n (answer, correct) samples each.
+
+    The majority answer's correctness is that of a sample giving it, so nothing is regraded.
+    """
+    n = min(len(s) for s in samples)
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"pass@{k}"] = 100.0 * sum(pass_at_k(len(s), sum(c for _, c in s), k) for s in samples) / len(samples)
+    majority_correct = []
+    for s in samples:
+        winner = majority_vote([a for a, _ in s])
+        key = normalise_answer(winner) if winner is not None else None
+        majority_correct.append(any(c for a, c in s if a is not None and normalise_answer(a) == key) if key else False)
+    out[f"maj@{n}"] = 100.0 * accuracy(majority_correct)
+    return out

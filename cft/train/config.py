@@ -30,8 +30,12 @@ class LoraConfig(StrictModel):
 class BestCheckpointConfig(StrictModel):
     """Score every saved checkpoint on a validation slice and keep the best (paper: MATH-500)."""
 
-    validation_file: str = Field(description="benchmark JSONL the scorer reads")
-    limit: int = Field(100, gt=0, description="first N rows of the validation file")
+    benchmark: str = Field("math-500", description="a shipped benchmark name, or the source name of `path`")
+    path: str | None = Field(None, description="any benchmark JSONL instead of the shipped file")
+    format: str | None = Field(None, description="adapter of `path` (see cft.data.adapters); default: jsonl")
+    question_field: str | None = None
+    answer_field: str | None = None
+    limit: int = Field(100, gt=0, description="first N rows of the validation set")
     max_new_tokens: int = Field(512, gt=0)
 
 

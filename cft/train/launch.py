@@ -127,4 +127,11 @@ def launch_training(
     result = subprocess.run(cmd, env=full_env)
     if result.returncode != 0:
         raise TrainingError(f"training failed with exit code {result.returncode}: {' '.join(cmd)}")
+    if cfg.best_checkpoint is not None:
+        select = [sys.executable, "-m", "cft.train.select_best", "--config", str(config_json),
+                  "--checkpoint-dir", str(checkpoint_dir or output_dir / "checkpoints"),
+                  "--output-dir", str(output_dir), "--metrics", str(metrics_path)]
+        print("[cft.train] " + " ".join(select), flush=True)
+        if subprocess.run(select, env=full_env).returncode != 0:
+            raise TrainingError(f"best-checkpoint selection failed: {' '.join(select)}")
     return result

@@ -124,3 +124,11 @@ def test_pipeline_end_to_end(project):
     assert int(client.get_model_version_by_alias(second["model_name"], "challenger").version) == 2
     expected_champion = 2 if second["challenger_average"] > registry["challenger_average"] else 1
     assert int(client.get_model_version_by_alias(second["model_name"], "champion").version) == expected_champion
+
+    # ten more problems: respond generates only their rows, everything else is reused
+    params = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(params.replace("format: svamp\n      limit: 120", "format: svamp\n      limit: 130"))
+    _run(["dvc", "repro"], root, env, timeout=600)
+    respond = json.loads((root / "metrics/respond.json").read_text())
+    assert respond["generated"] == 10 and respond["reused"] == len(responses)
+    assert len(_rows(root / "data/responses.jsonl")) == len(responses) + 10
