@@ -207,6 +207,30 @@ def grade(
 
 @app.command()
 @_stage
+def promote(
+    version: Annotated[int | None, typer.Option(help="make this version champion")] = None,
+    rollback: Annotated[bool, typer.Option("--rollback", help="restore the previous champion")] = False,
+    reason: str = "manual",
+    params: ParamsOpt = Path("params.yaml"),
+):
+    """Set the champion by hand, or roll back to the previous one."""
+    from mlflow import MlflowClient
+
+    from cft.registry import manage
+    from cft.registry.tracking import resolve_tracking_uri
+
+    if rollback == (version is not None):
+        raise ValueError("give exactly one of --version N or --rollback")
+    cfg = _params(params).register_
+    client = MlflowClient(resolve_tracking_uri(cfg))
+    if rollback:
+        return {"model_name": cfg.model_name, "champion": manage.rollback(client, cfg.model_name, reason)}
+    previous = manage.promote(client, cfg.model_name, version, reason)
+    return {"model_name": cfg.model_name, "champion": str(version), "previous_champion": previous}
+
+
+@app.command()
+@_stage
 def predict(
     question: Annotated[str, typer.Argument(help="a math question")],
     model: Annotated[str, typer.Option(help="an MLflow model URI, e.g. models:/cft-tiny@champion")],

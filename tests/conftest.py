@@ -29,6 +29,21 @@ def repo_root() -> pathlib.Path:
     return REPO
 
 
+@pytest.fixture(autouse=True)
+def restore_mlflow_tracking_uri():
+    """Stages set MLflow's process-wide tracking URI (and MLFLOW_TRACKING_URI): undo it,
+    so every test sees its own store."""
+    from mlflow.tracking._tracking_service import utils
+
+    old_uri, old_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    utils.set_tracking_uri(old_uri)
+    if old_env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old_env
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

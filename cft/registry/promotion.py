@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -9,6 +10,23 @@ from dataclasses import dataclass
 class Decision:
     promote: bool
     reason: str
+
+
+def evaluation_average(evaluation: dict | None) -> tuple[float | None, str]:
+    """(average, status) from metrics/eval.json's content; the average is None unless the
+    evaluation succeeded. status is "ok" or why there is no usable average."""
+    if evaluation is None:
+        return None, "missing: no evaluation metrics"
+    if not isinstance(evaluation, dict):
+        return None, "failed: evaluation metrics are not a JSON object"
+    if evaluation.get("error") or evaluation.get("status", "ok") != "ok":
+        return None, f"failed: {evaluation.get('error') or evaluation.get('status')}"
+    average = evaluation.get("average")
+    if isinstance(average, bool) or not isinstance(average, (int, float)):
+        return None, "missing: no numeric `average` in the evaluation metrics"
+    if not math.isfinite(average):
+        return None, f"failed: average is {average}"
+    return float(average), "ok"
 
 
 def decide(challenger: float | None, champion: float | None, margin: float) -> Decision:

@@ -8,12 +8,21 @@ SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\
 
 
 class CheckpointModel(mlflow.pyfunc.PythonModel):
-    """Loads the Hugging Face checkpoint logged as the `checkpoint` artifact."""
+    """Loads the Hugging Face checkpoint: the `checkpoint` artifact (log_weights: copy), or
+    the folder a `checkpoint_ref` pointer in the model config resolves to (log_weights:
+    reference; see cft.registry.checkpoint_ref)."""
 
     def load_context(self, context):
         from cft.generate.transformers_backend import TransformersGenerator
 
-        self.generator = TransformersGenerator(context.artifacts["checkpoint"])
+        ref = (context.model_config or {}).get("checkpoint_ref")
+        if ref:
+            from cft.registry.checkpoint_ref import resolve_checkpoint
+
+            checkpoint = str(resolve_checkpoint(ref))
+        else:
+            checkpoint = context.artifacts["checkpoint"]
+        self.generator = TransformersGenerator(checkpoint)
 
     def predict(self, context, model_input, params=None):
         from cft.generate.base import Sampling

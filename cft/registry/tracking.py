@@ -25,4 +25,11 @@ def experiment_id(cfg: RegisterConfig, root: Path = Path(".")) -> str:
     if exp is not None:
         return exp.experiment_id
     location = (root / cfg.artifact_location).resolve().as_uri()
-    return mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    try:
+        return mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        # another stage created it in the meantime
+        exp = mlflow.get_experiment_by_name(cfg.experiment)
+        if exp is None:
+            raise
+        return exp.experiment_id

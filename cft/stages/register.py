@@ -3,9 +3,15 @@
     cft register --model models/cft --eval-metrics metrics/eval.json --out metrics/registry.json
 
 Each training run adds one model version with alias `challenger`; it also becomes
-`champion` when it is the first version or its evaluation average beats the current
-champion's by more than `register.promotion_margin`. Re-running for the same training
-run adds no version.
+`champion` when its evaluation average beats the current champion's by more than
+`register.promotion_margin` (or there is no evaluated champion yet), and never when the
+evaluation failed or is missing. Re-running for the same training run adds no version.
+The version carries the training run's lineage tags (cft.registry.lineage) and the
+decision (cft.registry.manage); the decision is also written to `out` and a Markdown
+report.
+
+`register.log_weights`: `copy` logs the checkpoint as an MLflow artifact; `reference`
+logs only a pointer to the DVC-tracked checkpoint (cft.registry.checkpoint_ref).
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from importlib import metadata
 from pathlib import Path
 
 from cft.config import Params
-from cft.data.io import write_json
-from cft.registry.promotion import decide
-from cft.registry.tracking import experiment_id
+from cft.data.io import atomic_path, write_json
+from cft.registry.lineage import DVC_PREFIX, collect_lineage, flatten, locked_md5, log_lineage, run_lineage, tag_name
+from cft.registry.manage import EVAL_STATUS_TAG, SCORE_TAG, apply_promotion_gate, find_version_for_run, register_version
+from cft.registry.promotion import evaluation_average
+from cft.registry.tracking import experiment_id, resolve_tracking_uri
 
 RUN_FILE = "mlflow_run.json"  # written beside the checkpoint by the train stage
-SCORE_TAG = "eval_average"
+REPORT = Path("reports/registry.md")
 
 
 def _pip_requirements() -> list[str]:
@@ -28,95 +36,149 @@ def _pip_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in ("torch", "transformers", "tokenizers", "safetensors", "mlflow")]
 
 
-def _flat(prefix: str, obj, out: dict) -> dict:
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            _flat(f"{prefix}.{key}" if prefix else str(key), value, out)
-    else:
-        out[prefix] = obj
-    return out
+def _read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {"error": f"{path} is not valid JSON"}
 
 
-def _run_exists(client, run_id: str) -> bool:
+def _training_run_id(client, model_dir: Path) -> str | None:
     from mlflow.exceptions import MlflowException
 
+    run_file = model_dir / RUN_FILE
+    if not run_file.exists():
+        return None
+    run_id = json.loads(run_file.read_text())["run_id"]
     try:
         client.get_run(run_id)
-        return True
+        return run_id
     except MlflowException:
-        return False
+        print(f"warning: training run {run_id} is not in {client.tracking_uri}; logging to a new run")
+        return None
 
 
-def _champion_score(client, name: str) -> tuple[str | None, float | None]:
-    from mlflow.exceptions import MlflowException
+def _log_eval_metrics(client, run_id: str, evaluation) -> None:
+    from mlflow.entities import Metric
+    from mlflow.utils.time import get_current_time_millis
 
-    try:
-        version = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        return None, None
-    score = version.tags.get(SCORE_TAG)
-    return version.version, float(score) if score is not None else None
+    now = get_current_time_millis()
+    numbers = {k: v for k, v in flatten(evaluation or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if numbers:
+        client.log_batch(run_id, metrics=[Metric(f"eval.{k}", float(v), now, 0) for k, v in numbers.items()])
 
 
-def run(params: Params, model_dir: Path, eval_metrics_path: Path, out: Path) -> dict:
+def _log_model(model_dir: Path, run_id: str, ref: dict | None):
+    """Log the pyfunc into the run: the checkpoint copied, or `ref` pointing to it (no weights read)."""
     import mlflow
+    from mlflow.models import infer_signature
+
+    import cft.registry.pyfunc_model as pyfunc_model
+
+    if ref is not None:
+        weights = {"model_config": {"checkpoint_ref": ref}}
+    else:
+        weights = {"artifacts": {"checkpoint": str(model_dir)}}
+    with mlflow.start_run(run_id=run_id):
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=pyfunc_model.__file__,
+            pip_requirements=_pip_requirements(),
+            signature=infer_signature(["question"], ["answer"], params={"max_new_tokens": 512}),
+            **weights,
+        )
+
+
+def _version_tags(client, run_id: str, root: Path, model_dir: Path) -> dict[str, str]:
+    """The run's lineage, plus the checkpoint's own md5 (train's output in dvc.lock)."""
+    tags = run_lineage(client, run_id)
+    try:
+        rel = model_dir.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        rel = None
+    md5 = locked_md5(root, rel) if rel else None
+    if md5:
+        tags[tag_name(DVC_PREFIX, rel)] = md5
+    return tags
+
+
+def run(params: Params, model_dir: Path, eval_metrics_path: Path, out: Path, *, root: Path = Path("."), report: Path | None = None) -> dict:
     from mlflow import MlflowClient
 
     cfg = params.register_
-    exp_id = experiment_id(cfg)
-    client = MlflowClient()
-    run_file = model_dir / RUN_FILE
-    run_id = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
-    if run_id and not _run_exists(client, run_id):
-        print(f"warning: training run {run_id} is not in {mlflow.get_tracking_uri()}; logging to a new run")
-        run_id = None
-    evaluation = json.loads(eval_metrics_path.read_text()) if eval_metrics_path.exists() else {}
-    average = evaluation.get("average")
+    root, model_dir = Path(root), Path(model_dir)
+    exp_id = experiment_id(cfg, root)
+    client = MlflowClient(resolve_tracking_uri(cfg, root))
+    name = cfg.model_name
+    run_id = _training_run_id(client, model_dir)
+    evaluation = _read_json(eval_metrics_path)
+    average, eval_status = evaluation_average(evaluation)
+    notes = []
 
-    existing = client.search_model_versions(f"name='{cfg.model_name}' and run_id='{run_id}'") if run_id else []
-    if existing:
-        version = existing[0]
+    version = find_version_for_run(client, name, run_id) if run_id else None
+    if version is not None:
+        notes.append(f"training run {run_id} already registered as version {version.version}: no new version")
     else:
-        with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id) as active:
-            run_id = active.info.run_id
-            mlflow.log_params(_flat("", params.model_dump(mode="json", by_alias=True, include={"train", "respond", "critique", "validate_", "build"}), {}))
-            mlflow.log_metrics({f"eval.{k}": v for k, v in _flat("", evaluation, {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-            from mlflow.models import infer_signature
+        if run_id is None:  # a checkpoint not trained by the train stage: record what we can now
+            run_id = client.create_run(exp_id, run_name="register", tags={"cft.stage": "register"}).info.run_id
+            log_lineage(client, run_id, collect_lineage(root, params), params)
+            notes.append("no training run found: lineage collected at register time")
+        _log_eval_metrics(client, run_id, evaluation)
+        ref = None
+        if cfg.log_weights == "reference":
+            from cft.registry.checkpoint_ref import make_ref
 
-            import cft.registry.pyfunc_model as pyfunc_model
+            ref = make_ref(root, model_dir, run_lineage(client, run_id).get("lineage.git.commit", "none"))
+            if not ref["dvc_md5"]:
+                notes.append(f"{model_dir} has no md5 in dvc.lock: the reference is a plain path that a later run overwrites")
+        info = _log_model(model_dir, run_id, ref)
+        version = register_version(
+            client, name, info.model_uri, run_id, model_id=info.model_id, tags=_version_tags(client, run_id, root, model_dir)
+        )
+    client.set_model_version_tag(name, version.version, EVAL_STATUS_TAG, eval_status)
+    if average is not None:
+        client.set_model_version_tag(name, version.version, SCORE_TAG, str(average))
 
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=pyfunc_model.__file__,
-                artifacts={"checkpoint": str(model_dir)},
-                pip_requirements=_pip_requirements(),
-                signature=infer_signature(["question"], ["answer"], params={"max_new_tokens": 512}),
-                registered_model_name=cfg.model_name,
-            )
-        version = client.get_model_version(cfg.model_name, str(info.registered_model_version))
-        if average is not None:
-            client.set_model_version_tag(cfg.model_name, version.version, SCORE_TAG, str(average))
-
-    champion_version, champion_score = _champion_score(client, cfg.model_name)
-    client.set_registered_model_alias(cfg.model_name, "challenger", version.version)
-    if champion_version is not None and str(champion_version) == str(version.version):
-        decision_promote, reason = True, "already champion"
-    else:
-        decision = decide(average, champion_score, cfg.promotion_margin)
-        decision_promote, reason = decision.promote, decision.reason
-        if decision.promote:
-            client.set_registered_model_alias(cfg.model_name, "champion", version.version)
-        client.set_model_version_tag(cfg.model_name, version.version, "promotion_decision", "promoted" if decision.promote else "rejected")
-        client.set_model_version_tag(cfg.model_name, version.version, "promotion_reason", reason)
-
+    gate = apply_promotion_gate(client, name, version.version, average, cfg.promotion_margin, eval_status)
     result = {
-        "model_name": cfg.model_name,
+        "model_name": name,
         "version": int(version.version),
         "run_id": run_id,
+        "log_weights": cfg.log_weights,
+        "eval_status": eval_status,
         "challenger_average": average,
-        "champion_average_before": champion_score,
-        "champion": decision_promote,
-        "reason": reason,
+        "champion_version_before": int(gate.champion_before) if gate.champion_before else None,
+        "champion_average_before": gate.champion_average_before,
+        "champion": gate.is_champion,
+        "decision": gate.decision,
+        "reason": gate.reason,
+        "notes": notes,
     }
     write_json(out, result)
+    write_report(report or root / REPORT, result, client.get_model_version(name, version.version).tags)
     return result
+
+
+def write_report(path: Path, result: dict, version_tags: dict[str, str]) -> None:
+    """A short Markdown page: the decision, then where the model came from."""
+    lines = [
+        f"# Registry: {result['model_name']} version {result['version']}",
+        "",
+        f"- decision: **{result['decision']}** ({result['reason']})",
+        f"- champion now: {'this version' if result['champion'] else 'unchanged'}",
+        f"- evaluation: {result['eval_status']}, average {result['challenger_average']}",
+        f"- champion before: version {result['champion_version_before']}, average {result['champion_average_before']}",
+        f"- training run: `{result['run_id']}`, weights logged by {result['log_weights']}",
+        *[f"- note: {n}" for n in result["notes"]],
+        "",
+        "## Lineage",
+        "",
+        "| tag | value |",
+        "|---|---|",
+        *[f"| `{k}` | `{v}` |" for k, v in sorted(version_tags.items()) if k.startswith("lineage.")],
+        "",
+    ]
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(lines), encoding="utf-8")

@@ -16,6 +16,7 @@ from pathlib import Path
 from cft.config import Params
 from cft.data.ids import content_id
 from cft.data.io import write_json
+from cft.registry.lineage import collect_lineage, log_lineage
 from cft.registry.tracking import experiment_id, resolve_tracking_uri
 from cft.stages.register import RUN_FILE
 
@@ -42,6 +43,8 @@ def run(params: Params, train_dir: Path, out: Path, metrics_path: Path, plot_pat
     client = MlflowClient(tracking_uri)
     mlflow_run = client.create_run(exp_id, run_name=f"train-{cfg.mode}", tags={"cft.stage": "train", "cft.mode": cfg.mode})
     run_id = mlflow_run.info.run_id
+    # Before training: even a failed run says what data and code it was made from.
+    log_lineage(client, run_id, collect_lineage(Path("."), params), params)
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking_uri,

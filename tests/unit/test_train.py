@@ -84,7 +84,7 @@ def test_config_validation_messages():
     with pytest.raises(ValueError, match="padding_free needs a flash-attention kernel"):
         TrainConfig(padding_free=True)
     with pytest.raises(ValueError, match="save_total_limit"):
-        TrainConfig(best_checkpoint={"validation_file": "x.jsonl"})
+        TrainConfig(best_checkpoint={"benchmark": "math-500"})
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig(learning_rate=0)
     with pytest.raises(ValueError, match="warmup_ratio"):
