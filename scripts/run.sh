@@ -5,8 +5,11 @@ source "$(dirname "$0")/env.sh"
 cft run "$@"
 dvc push -q || echo "warning: dvc push to the local remote failed" >&2
 echo
-dvc metrics show
+cat reports/comparison/comparison.md
 echo
+cat reports/registry.md
+echo
+echo "All metrics:     dvc metrics show"
 echo "MLflow:          mlflow ui --backend-store-uri sqlite:///mlruns.db   (then open http://127.0.0.1:5000)"
 echo "Validation docs: reports/validation/data_docs/index.html"
 echo "Quarantine:      data/validated/quarantine.jsonl"

@@ -34,6 +34,8 @@ def cft_rows(critiques: list[dict]) -> list[dict]:
 
 def sft_rows(problems: dict[str, dict], responses: list[dict], critiqued_problem_ids: set[str]) -> list[dict]:
     """Baselines restricted to the questions CFT trains on, so the comparison is fair."""
+    # Imported critiques may name no problem of ours: there is nothing to imitate for them.
+    critiqued_problem_ids = critiqued_problem_ids & problems.keys()
     rows = []
     for r in responses:
         if r["problem_id"] not in critiqued_problem_ids:

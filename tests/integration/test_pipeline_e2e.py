@@ -5,37 +5,14 @@ them through DVC), then checks the artifacts, the registry and DVC's bookkeeping
 """
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from project_copy import copy_project, project_env, run
 
 pytestmark = pytest.mark.integration
-
-# Outputs of earlier runs at the top level, and anything that is not source.
-TOP_LEVEL_OUTPUTS = {"data", "models", "metrics", "plots", "reports", "mlruns", "mlruns.db", "mlartifacts", ".dvc-remote", "bench"}
-ANYWHERE = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", "*.egg-info")
-
-
-def _skip(repo_root: Path):
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        skipped = set(ANYWHERE(directory, names))
-        if Path(directory) == repo_root:
-            skipped |= TOP_LEVEL_OUTPUTS & set(names)
-        if Path(directory) == repo_root / ".dvc":
-            skipped |= {"tmp", "cache"} & set(names)
-        return skipped
-
-    return ignore
-
-
-def _run(cmd, cwd, env, timeout=900):
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    return proc.stdout
 
 
 def _rows(path: Path) -> list[dict]:
@@ -44,11 +21,9 @@ def _rows(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, repo_root):
-    root = tmp_path_factory.mktemp("cft") / "project"
-    shutil.copytree(repo_root, root, ignore=_skip(repo_root))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONDONTWRITEBYTECODE": "1"}
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    _run([sys.executable, "-m", "flows.pipeline"], root, env)
+    root = copy_project(repo_root, tmp_path_factory.mktemp("cft") / "project")
+    env = project_env()
+    run([sys.executable, "-m", "flows.pipeline"], root, env)
     return root, env
 
 
@@ -94,27 +69,30 @@ def test_pipeline_end_to_end(project):
 
     registry = json.loads((root / "metrics/registry.json").read_text())
     assert registry["version"] == 1 and registry["champion"] is True
-    import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{root / 'mlruns.db'}")
     for alias in ("challenger", "champion"):
         assert int(client.get_model_version_by_alias(registry["model_name"], alias).version) == 1
-    run = client.get_run(registry["run_id"])
-    assert "train.learning_rate" in run.data.params
-    assert "eval.average" in run.data.metrics
-    assert any(k == "loss" or k.endswith("loss") for k in run.data.metrics)
-    del mlflow
+    train_run = client.get_run(registry["run_id"])
+    assert "train.learning_rate" in train_run.data.params
+    assert "eval.average" in train_run.data.metrics
+    assert any(k == "loss" or k.endswith("loss") for k in train_run.data.metrics)
+    # lineage: the version leads back to the exact data it was trained on
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    validated_md5 = next(o["md5"] for o in lock["stages"]["validate"]["outs"] if o["path"] == "data/validated")
+    champion = client.get_model_version_by_alias(registry["model_name"], "champion")
+    assert champion.tags["lineage.dvc.data/validated"] == validated_md5
 
     # a second `dvc repro` with nothing changed does nothing
-    out = _run(["dvc", "repro"], root, env, timeout=300)
+    out = run(["dvc", "repro"], root, env, timeout=300)
     assert "Running stage" not in out
-    assert "Data and pipelines are up to date" in _run(["dvc", "status"], root, env)
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], root, env)
 
     # changing a train parameter re-runs train and only what follows it
     params = (root / "params.yaml").read_text()
     (root / "params.yaml").write_text(params.replace("learning_rate: 1.0e-3", "learning_rate: 2.0e-3"))
-    out = _run(["dvc", "repro"], root, env, timeout=600)
+    out = run(["dvc", "repro"], root, env, timeout=600)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"train", "evaluate", "register"}
 
@@ -128,7 +106,7 @@ def test_pipeline_end_to_end(project):
     # ten more problems: respond generates only their rows, everything else is reused
     params = (root / "params.yaml").read_text()
     (root / "params.yaml").write_text(params.replace("format: svamp\n      limit: 120", "format: svamp\n      limit: 130"))
-    _run(["dvc", "repro"], root, env, timeout=600)
+    run(["dvc", "repro"], root, env, timeout=600)
     respond = json.loads((root / "metrics/respond.json").read_text())
     assert respond["generated"] == 10 and respond["reused"] == len(responses)
     assert len(_rows(root / "data/responses.jsonl")) == len(responses) + 10
