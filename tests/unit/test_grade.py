@@ -175,3 +175,14 @@ def test_grade_file_custom_fields_and_strict_errors(tmp_path):
     src.write_text(json.dumps({"text": "\\boxed{4}", "gold": "4"}) + "\n{broken\n")
     with pytest.raises(DataError, match=r"r\.jsonl:2: malformed JSON"):
         grade_file(src, tmp_path / "o.jsonl", response_field="text", gold_field="gold", workers=0)
+
+
+@pytest.mark.parametrize("benchmark", ["math-500", "minerva_math"])
+def test_reference_solutions_grade_as_correct(repo_root, benchmark):
+    """Sanity of extraction + grading: each benchmark's own solutions match its gold answers."""
+    from cft.data.adapters import BENCHMARK_FILES, load_problems
+
+    items = load_problems(repo_root / "sources/benchmarks" / BENCHMARK_FILES[benchmark], benchmark)
+    grades = grade_responses([(it.solution, it.gold_answer) for it in items], workers=2)
+    residue = [it.id for it, g in zip(items, grades) if not g.correct]
+    assert len(residue) / len(items) <= 0.01, residue
