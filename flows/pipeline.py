@@ -51,25 +51,15 @@ def stage_graph(root: Path = Path(".")) -> dict[str, list[str]]:
 
 def topological(graph: dict[str, list[str]]) -> list[str]:
     """Stages in dependency order; ties broken by name so the order is stable."""
-    order: list[str] = []
-    done: set[str] = set()
-    visiting: set[str] = set()
+    import networkx as nx
 
-    def visit(name: str) -> None:
-        if name in done:
-            return
-        if name in visiting:
-            raise ValueError(f"dependency cycle through stage {name!r}")
-        visiting.add(name)
-        for dep in sorted(graph.get(name, [])):
-            visit(dep)
-        visiting.discard(name)
-        done.add(name)
-        order.append(name)
-
-    for name in sorted(graph):
-        visit(name)
-    return order
+    dag = nx.DiGraph()
+    dag.add_nodes_from(graph)
+    dag.add_edges_from((dep, name) for name, deps in graph.items() for dep in deps)
+    try:
+        return list(nx.lexicographical_topological_sort(dag))
+    except nx.NetworkXUnfeasible:
+        raise ValueError(f"dependency cycle in the stage graph: {nx.find_cycle(dag)}") from None
 
 
 def upstream(graph: dict[str, list[str]], target: str) -> list[str]:
