@@ -267,3 +267,21 @@ def test_copy_mode_loads_by_alias(project, checkpoint):
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     assert isinstance(model.predict(["What is 2+2?"], params={"max_new_tokens": 4})[0], str)
+
+
+def test_promote_and_rollback_from_the_command_line(project, checkpoint, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cft.cli import app
+
+    root, _ = project
+    _trained_and_registered(project, checkpoint, "a", 50.0)
+    _trained_and_registered(project, checkpoint, "b", 40.0)  # challenger only
+    monkeypatch.chdir(root)  # the sqlite store in params is relative to the project
+    runner = CliRunner()
+    assert runner.invoke(app, ["promote", "--version", "2", "--reason", "manual check"]).exit_code == 0
+    assert _alias(_client(root), "champion") == "2"
+    assert runner.invoke(app, ["promote", "--rollback"]).exit_code == 0
+    assert _alias(_client(root), "champion") == "1"
+    refused = runner.invoke(app, ["promote"])
+    assert refused.exit_code == 2 and "exactly one of --version N or --rollback" in refused.output
