@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from cft.critique.templates import COT_SYSTEM_PROMPT
 from cft.schema import StrictModel
 from cft.train.config import TrainConfig
 
@@ -117,7 +118,7 @@ class StudentModel(BackendConfig):
 
 class RespondConfig(StrictModel):
     models: list[StudentModel] = Field(min_length=1)
-    system_prompt: str = "Please reason step by step, and put your final answer within \\boxed{}."
+    system_prompt: str = COT_SYSTEM_PROMPT
 
 
 class TeacherConfig(BackendConfig):
@@ -189,7 +190,7 @@ class EvaluateConfig(BackendConfig):
     """The paper's protocol by default: zero-shot, greedy, boxed answers, 2048 new tokens."""
 
     benchmarks: list[BenchmarkConfig] = Field(min_length=1)
-    system_prompt: str = "Please reason step by step, and put your final answer within \\boxed{}."
+    system_prompt: str = COT_SYSTEM_PROMPT
     max_new_tokens: PositiveInt = 2048
     samples: PositiveInt = 1  # n per question; with n > 1, pass@k and maj@n are reported
     temperature: Annotated[float, Field(ge=0.0)] = 0.0

@@ -76,11 +76,6 @@ def upstream(graph: dict[str, list[str]], target: str) -> list[str]:
     return [name for name in topological(graph) if name in needed]
 
 
-def stage_names(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
-    """Stages in dependency order, as DVC sees the graph."""
-    return topological(stage_graph(dvc_yaml.parent))
-
-
 def runs_on_gpu_pool(stage: str, gpu_stages: list[str], gpu_work_pool: str | None) -> bool:
     return bool(gpu_work_pool) and stage in gpu_stages
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.states import Completed
 
-from cft.registry.lineage import DVC_PREFIX
+from cft.registry.lineage import DVC_PREFIX, locked_outputs
+from cft.registry.manage import version_by_alias
 from flows.pipeline import _logger, _settings, push, run_stage, stage_graph, topological, upstream
 
 CHECK_STAGE = "validate"  # everything up to here is reproduced before deciding
@@ -80,31 +81,19 @@ def decide_retrain(
 
 def locked_md5s(dvc_lock: Path, paths: tuple[str, ...] = LINEAGE_PATHS) -> dict[str, str | None]:
     """The md5 dvc.lock records for each output path (None when it is not there)."""
-    import yaml
-
-    found: dict[str, str | None] = dict.fromkeys(paths)
-    if not dvc_lock.exists():
-        return found
-    lock = yaml.safe_load(dvc_lock.read_text()) or {}
-    for entry in (lock.get("stages") or {}).values():
-        for out in entry.get("outs") or []:
-            path = str(out.get("path", "")).rstrip("/")
-            if path in found:
-                found[path] = out.get("md5")
-    return found
+    outputs = locked_outputs(dvc_lock)
+    return {path: outputs.get(path) for path in paths}
 
 
 def model_versions(tracking_uri: str, model_name: str) -> tuple[ModelVersionInfo | None, ModelVersionInfo | None]:
     """The champion and challenger versions with their lineage tags (None when absent)."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     found = []
     for alias in ("champion", "challenger"):
-        try:
-            version = client.get_model_version_by_alias(model_name, alias)
-        except MlflowException:
+        version = version_by_alias(client, model_name, alias)
+        if version is None:
             found.append(None)
             continue
         prefix = LINEAGE_TAG.format(path="")

@@ -1,5 +1,8 @@
 """Prompt texts of the CFT recipe (DESIGN.md section 4), versioned by name."""
 
+# The paper's evaluation prompt (qwen25-math-cot): what students and trained models are asked.
+COT_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+
 # The training example of the paper's code: user asks for a critique, assistant answers.
 CFT_USER_TEMPLATE = (
     "Please critique whether the following solution to the question is correct.\n\n"

@@ -115,13 +115,19 @@ def dvc_hashes(root: Path, stage: str = TRAIN_STAGE) -> dict[str, str] | None:
     return hashes
 
 
+def locked_outputs(dvc_lock: Path) -> dict[str, str]:
+    """md5 of every stage output that a dvc.lock file records, by path ({} without the file)."""
+    return {
+        str(out["path"]).rstrip("/"): out["md5"]
+        for spec in (_load_yaml(dvc_lock).get("stages", {}) or {}).values()
+        for out in spec.get("outs", []) or []
+        if out.get("path") and out.get("md5")
+    }
+
+
 def locked_md5(root: Path, path: str) -> str | None:
     """The md5 dvc.lock records for `path` as some stage's output, or None."""
-    for spec in (_load_yaml(root / "dvc.lock").get("stages", {}) or {}).values():
-        for out in spec.get("outs", []) or []:
-            if out.get("path") == path:
-                return out.get("md5")
-    return None
+    return locked_outputs(root / "dvc.lock").get(path)
 
 
 def git_state(root: Path) -> tuple[str, bool]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mlflow.pyfunc
 
-SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+from cft.critique.templates import COT_SYSTEM_PROMPT
 
 
 class CheckpointModel(mlflow.pyfunc.PythonModel):
@@ -30,7 +30,7 @@ class CheckpointModel(mlflow.pyfunc.PythonModel):
         # MLflow hands a list of strings over as a one-column DataFrame.
         questions = list(model_input.iloc[:, 0]) if hasattr(model_input, "iloc") else list(model_input)
         max_new_tokens = int((params or {}).get("max_new_tokens", 512))
-        chats = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": q}] for q in questions]
+        chats = [[{"role": "system", "content": COT_SYSTEM_PROMPT}, {"role": "user", "content": q}] for q in questions]
         return [g.text for g in self.generator.generate(chats, Sampling(temperature=0.0, max_new_tokens=max_new_tokens))]
 
 

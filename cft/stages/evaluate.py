@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cft import REPO_ROOT
 from cft.config import BenchmarkConfig, EvaluateConfig, Params
 from cft.data.io import write_json, write_jsonl
 
@@ -28,7 +29,10 @@ def load_benchmark(bench: BenchmarkConfig):
         return load_problems(bench.path, bench.format or "jsonl", limit=bench.limit, source=bench.name, **fields)
     if bench.name not in BENCHMARK_FILES:
         raise ValueError(f"evaluate.benchmarks: unknown benchmark '{bench.name}' without a path (shipped: {', '.join(sorted(BENCHMARK_FILES))})")
-    return load_problems(SHIPPED_BENCHMARKS / BENCHMARK_FILES[bench.name], bench.name, limit=bench.limit)
+    shipped = SHIPPED_BENCHMARKS / BENCHMARK_FILES[bench.name]
+    if not shipped.exists():  # run from outside the project: the checkout's own copy
+        shipped = REPO_ROOT / shipped
+    return load_problems(shipped, bench.name, limit=bench.limit)
 
 
 def evaluate_model(cfg: EvaluateConfig, model: str, benchmarks: dict[str, list]) -> tuple[dict, list[dict]]:

@@ -70,7 +70,7 @@ def run(params: Params, problems_path: Path, out: Path, metrics_path: Path | Non
 
     cfg = params.respond
     problems = read_jsonl(problems_path)
-    summary: dict = {"planned": 0, "reused": 0, "generated": 0, "failed": 0}
+    summary: dict = {"planned": 0, "reused": 0, "generated": 0}
     usage: dict = {}
     planned_ids: list[str] = []
     with Journal(journal_path(out)) as journal:
@@ -84,8 +84,7 @@ def run(params: Params, problems_path: Path, out: Path, metrics_path: Path | Non
                 for k in sorted({p.meta["sample_index"] for p in todo}):
                     sampling = Sampling(**{**student.sampling.model_dump(), "seed": student.sampling.seed + k})
                     part = generate_journaled(generator, [p for p in todo if p.meta["sample_index"] == k], sampling, journal, _make_row(student), desc=f"respond {student.name_or_path}")
-                    for key in ("generated", "failed"):
-                        summary[key] += part[key]
+                    summary["generated"] += part["generated"]
                 usage.update(getattr(generator, "usage", dict)())
             summary["planned"] += len(planned)
             summary["reused"] += len(planned) - len(todo)

@@ -15,10 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cft import REPO_ROOT as REPO
 from cft.train.config import TrainConfig
-
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class TrainingError(RuntimeError):

@@ -14,22 +14,18 @@ import argparse
 import json
 from pathlib import Path
 
+from cft.critique.templates import COT_SYSTEM_PROMPT
 from cft.data.io import write_json
 from cft.train.best import select_best_checkpoint
 from cft.train.config import BestCheckpointConfig, TrainConfig
 
-SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
-
-
 def load_validation(cfg: BestCheckpointConfig):
-    from cft.data.adapters import BENCHMARK_FILES, load_problems
-    from cft.train.launch import REPO
+    """The validation slice, read exactly as the evaluate stage reads a benchmark."""
+    from cft.config import BenchmarkConfig
+    from cft.stages.evaluate import load_benchmark
 
-    if cfg.path:
-        fields = {k: v for k, v in (("question_field", cfg.question_field), ("answer_field", cfg.answer_field)) if v}
-        return load_problems(cfg.path, cfg.format or "jsonl", limit=cfg.limit, source=cfg.benchmark, **fields)
-    shipped = Path("sources/benchmarks") / BENCHMARK_FILES[cfg.benchmark]
-    return load_problems(shipped if shipped.exists() else REPO / shipped, cfg.benchmark, limit=cfg.limit)
+    fields = cfg.model_dump(include={"path", "format", "question_field", "answer_field", "limit"})
+    return load_benchmark(BenchmarkConfig(name=cfg.benchmark, **fields))
 
 
 def accuracy_scorer(cfg: BestCheckpointConfig, device: str):
@@ -39,7 +35,7 @@ def accuracy_scorer(cfg: BestCheckpointConfig, device: str):
     from cft.generate.transformers_backend import TransformersGenerator
 
     items = load_validation(cfg)
-    chats = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": it.question}] for it in items]
+    chats = [[{"role": "system", "content": COT_SYSTEM_PROMPT}, {"role": "user", "content": it.question}] for it in items]
 
     def score(checkpoint: Path) -> float:
         generator = TransformersGenerator(str(checkpoint), device=device)
