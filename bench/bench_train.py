@@ -1,9 +1,11 @@
 """Training throughput benchmarks (printed ratios, never test assertions).
 
 CPU (default): real (non-padding) tokens/s and padding fraction of the train stage's
-batching (length-grouped, `train.group_by_length: true`) vs padding every batch to its
-longest row in random order. Same data (the shipped One-Shot CFT critiques), same
-tiny model, same steps; both through `cft.train.run.train`.
+batching (length-grouped, `train.sft.train_sampling_strategy: group_by_length`) vs padding
+every batch to its longest row in random order. The same rows for both: `steps x batch`
+rows drawn once from the shipped One-Shot CFT critiques, one epoch over exactly those
+(so the same steps too; both runs report the same real-token count), the same tiny model;
+both through `cft.train.run.train`.
 
     OMP_NUM_THREADS=1 python bench/bench_train.py [--steps 12 --batch 8 --max-length 2048 --repeats 2]
 
@@ -43,6 +45,7 @@ def cft_rows(path: Path) -> list[dict]:
 
 
 def bench_cpu(args) -> None:
+    import random
     import statistics
 
     from cft.data.io import write_jsonl
@@ -50,21 +53,26 @@ def bench_cpu(args) -> None:
     from cft.train import run
     from cft.train.config import TrainConfig
 
-    rows = cft_rows(Path(args.data))
+    all_rows = cft_rows(Path(args.data))
+    # The rows both modes train on: drawn once, in no length order; one epoch over them.
+    rows = random.Random(0).sample(all_rows, min(args.steps * args.batch, len(all_rows)))
+    steps = len(rows) // args.batch
+    rows = rows[: steps * args.batch]
     runs: dict[str, list[dict]] = {"random_padded": [], "length_grouped": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_jsonl(tmp / "cft.jsonl", rows)
-        build_tiny_model(tmp / "tiny", corpus_texts=[r["prompt"][0]["content"] + r["completion"][0]["content"] for r in rows],
+        build_tiny_model(tmp / "tiny", corpus_texts=[r["prompt"][0]["content"] + r["completion"][0]["content"] for r in all_rows],
                          max_position_embeddings=max(1024, args.max_length))
         # ABBA order over repeats: a busy shared CPU drifts, alternating cancels most of it.
-        order = [("random_padded", False), ("length_grouped", True)]
+        order = [("random_padded", "random"), ("length_grouped", "group_by_length")]
         for rep in range(args.repeats):
-            for name, grouped in order if rep % 2 == 0 else order[::-1]:
+            for name, sampler in order if rep % 2 == 0 else order[::-1]:
                 cfg = TrainConfig(
-                    base_model=str(tmp / "tiny"), max_length=args.max_length, max_steps=args.steps,
-                    per_device_batch_size=args.batch, global_batch_size=args.batch, group_by_length=grouped,
-                    save_steps=10**6, logging_steps=args.steps, seed=rep,
+                    base_model=str(tmp / "tiny"), global_batch_size=args.batch,
+                    sft={"max_length": args.max_length, "num_train_epochs": 1, "per_device_train_batch_size": args.batch,
+                         "train_sampling_strategy": sampler, "save_strategy": "no", "logging_steps": steps,
+                         "seed": rep, "bf16": False, "activation_checkpointing": False},
                 )
                 out = tmp / f"{name}{rep}"
                 m = run.train(cfg, train_file=tmp / "cft.jsonl", output_dir=out,
@@ -75,13 +83,19 @@ def bench_cpu(args) -> None:
             "tokens_per_s": [m["tokens_per_s"] for m in ms],
             "median_tokens_per_s": statistics.median(m["tokens_per_s"] for m in ms),
             "padding_fraction": statistics.mean(m["padding_fraction"] for m in ms),
+            "train_tokens": sorted({m["train_tokens"] for m in ms}),
+            "steps": sorted({m["steps"] for m in ms}),
         }
         for name, ms in runs.items()
     }
     g, r = summary["length_grouped"], summary["random_padded"]
     print(json.dumps(summary, indent=2))
-    print(f"rows={len(rows)} steps={args.steps} batch={args.batch} max_length={args.max_length} "
+    print(f"rows={len(rows)} steps={steps} batch={args.batch} max_length={args.max_length} "
           f"repeats={args.repeats} OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    same = g["train_tokens"] == r["train_tokens"] and g["steps"] == r["steps"]
+    print(f"same rows and steps in both modes: {same} (real tokens {g['train_tokens']} vs {r['train_tokens']})")
+    mult = max(min(len(rows) // (args.batch * 4), 50), 1)  # transformers' LengthGroupedSampler
+    print(f"length grouping sorts mega-batches of {mult * args.batch} rows here (at 50K rows: {50 * args.batch})")
     print(f"length-grouped: {g['median_tokens_per_s']:.0f} real tok/s, padding {g['padding_fraction']:.1%}")
     print(f"random padded:  {r['median_tokens_per_s']:.0f} real tok/s, padding {r['padding_fraction']:.1%}")
     print(f"ratio (grouped / random, medians): {g['median_tokens_per_s'] / r['median_tokens_per_s']:.2f}x")

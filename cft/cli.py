@@ -26,7 +26,7 @@ def _stage(fn):
     def wrapper(*args, **kwargs):
         from cft.config import ConfigError
         from cft.data.io import DataError
-        from cft.train.launch import TrainingError
+        from cft.train import TrainingError
 
         apply_defaults()
         try:
@@ -103,13 +103,20 @@ def validate(
     out_dir: Path = Path("data/validated"),
     report_dir: Path = Path("reports/validation"),
     summary: Annotated[Path | None, typer.Option(help="also write the summary here (DVC metrics)")] = None,
-    mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log the summary to MLflow")] = True,
-    params: ParamsOpt = Path("params.yaml"),
+    mlflow_log: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log the summary to MLflow (in a project)")] = True,
+    params: Annotated[Path | None, typer.Option("--params", help="params.yaml (default: ./params.yaml if there is one, else the validate defaults)")] = None,
 ):
-    """Validate critiques: clean file, quarantine file (with reasons) and a summary."""
+    """Validate critiques: clean file, quarantine file (with reasons) and a summary.
+
+    Works on any critique file from any folder: outside a project (no params.yaml)
+    it uses the default validate settings and logs nothing to MLflow.
+    """
     from cft.stages import validate as stage
 
-    return stage.run(_params(params), path, out_dir, report_dir, summary, log_to_mlflow=mlflow_log)
+    if params is None and Path("params.yaml").is_file():
+        params = Path("params.yaml")
+    loaded = _params(params) if params is not None else None
+    return stage.run(loaded, path, out_dir, report_dir, summary, log_to_mlflow=mlflow_log and loaded is not None)
 
 
 @app.command()
@@ -134,37 +141,69 @@ def train(
     out: Path = Path("models/cft"),
     metrics: Path = Path("metrics/train.json"),
     plot: Path = Path("plots/train_loss.csv"),
+    mode: Annotated[str | None, typer.Option(help="cft | sft_noisy | sft_verified | sft_teacher (default: the first of train.modes)")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ):
-    """Fine-tune under `accelerate launch` (loss on completion tokens only)."""
+    """Fine-tune under `accelerate launch` (loss on completion tokens only); resumes a killed run."""
     from cft.stages import train as stage
 
-    return stage.run(_params(params), train_dir, out, metrics, plot)
+    return stage.run(_params(params), train_dir, out, metrics, plot, mode=mode)
+
+
+@app.command("prune-checkpoints")
+@_stage
+def prune_checkpoints(
+    root: Annotated[Path | None, typer.Option(help="the checkpoint folders (default: the pipeline's, models/checkpoints)")] = None,
+    keep_last: Annotated[int | None, typer.Option(min=0, help="complete checkpoints kept per run (0: none; the next `cft train` retrains)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="list what would go, remove nothing")] = False,
+):
+    """Remove superseded training checkpoints: per output, all but the newest run's folder,
+    and checkpoints set aside as incomplete; `--keep-last N` also thins the kept runs."""
+    from cft.train.checkpoints import PIPELINE_ROOT, prune
+
+    removed = prune(root or PIPELINE_ROOT, keep_last=keep_last, dry_run=dry_run)
+    return {"dry_run": dry_run, "removed": [str(p) for p, _ in removed],
+            "freed_mib": round(sum(size for _, size in removed) / 2**20, 1)}
 
 
 @app.command()
 @_stage
 def evaluate(
-    model: Path = Path("models/cft"),
-    predictions: Path = Path("data/eval/predictions.jsonl"),
-    metrics: Path = Path("metrics/eval.json"),
-    report_dir: Annotated[Path | None, typer.Option(help="write the Table-2 style comparison here")] = Path("reports/comparison"),
+    model: Annotated[str, typer.Option(help="a local HF directory or hub id")] = "models/cft",
+    name: Annotated[str, typer.Option(help="the model's name in the report (a train mode or a baseline)")] = "cft",
+    out_dir: Annotated[Path, typer.Option(help="predictions.jsonl and critiques.jsonl go here")] = Path("data/eval/cft"),
+    metrics: Path = Path("metrics/eval/cft.json"),
+    heldout: Annotated[Path, typer.Option(help="held-out (question, response, correct) pairs for the critic metrics")] = Path("data/train/heldout/critic.jsonl"),
     params: ParamsOpt = Path("params.yaml"),
 ):
-    """Evaluate a checkpoint (and the baselines in params) on the configured math benchmarks."""
+    """Evaluate one model on the configured math benchmarks, and as a critic."""
     from cft.stages import evaluate as stage
 
-    return stage.run(_params(params), str(model), predictions, metrics, report_dir)
+    return stage.run(_params(params), model, name, out_dir, metrics, heldout)
+
+
+@app.command()
+@_stage
+def report(
+    eval_dir: Path = Path("metrics/eval"),
+    train_dir: Path = Path("metrics/train"),
+    out_dir: Path = Path("reports/comparison"),
+    params: ParamsOpt = Path("params.yaml"),
+):
+    """Every evaluated model side by side (the paper's Table 2, held-out loss, critic metrics)."""
+    from cft.stages import report as stage
+
+    return stage.run(_params(params), eval_dir, train_dir, out_dir)
 
 
 @app.command()
 @_stage
 def compare(
-    runs: Annotated[list[str], typer.Argument(help="NAME=PATH of an eval.json, e.g. sft=exp1/metrics/eval.json cft=metrics/eval.json")],
+    runs: Annotated[list[str], typer.Argument(help="NAME=PATH of an eval metrics JSON, e.g. sft=exp1/metrics/eval/cft.json cft=metrics/eval/cft.json")],
     report_dir: Path = Path("reports/comparison"),
 ):
-    """Compare evaluated models like the paper's Table 2 (markdown table + bar chart)."""
-    from cft.stages.evaluate import compare_files
+    """Compare evaluated models of separate runs like the paper's Table 2 (markdown table + chart)."""
+    from cft.stages.report import compare_files
 
     named = {}
     for item in runs:
@@ -193,13 +232,13 @@ def register(
 @_stage
 def grade(
     path: Annotated[Path, typer.Argument(help="JSONL with a response and a gold answer per row")],
-    out: Annotated[Path, typer.Option(help="graded rows (adds extracted_answer, correct)")] = Path("graded.jsonl"),
+    out: Annotated[Path, typer.Option(help="graded rows (adds extracted_answer, correct, grading_error)")] = Path("graded.jsonl"),
     response_field: str = "response",
-    gold_field: str = "gold_answer",
+    gold_field: Annotated[str | None, typer.Option(help="gold answer field (default: the first of gold_answer, gold, answer in each row)")] = None,
     timeout_s: float = 5.0,
     workers: Annotated[int | None, typer.Option(help="grading processes (0 = in-process)")] = None,
 ):
-    """Grade any system's predictions against gold answers with math-verify."""
+    """Grade any system's predictions against gold answers (numbers, several answers, math-verify)."""
     from cft.evaluate.grade_file import grade_file
 
     return grade_file(path, out, response_field=response_field, gold_field=gold_field, timeout_s=timeout_s, workers=workers)

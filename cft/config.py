@@ -75,45 +75,78 @@ class BackendConfig(StrictModel):
     """
 
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    # transformers and vllm: the weights' dtype ("auto": the checkpoint's; fp32 on the CPU)
+    # and whether to run code shipped with the model
+    dtype: str = "auto"
+    trust_remote_code: bool = False
     # transformers
     device: str = "cpu"
     batch_size: PositiveInt = 16
-    # vllm (offline batch, in a subprocess; `python` may be another environment's interpreter)
+    # vllm (offline batch, in one worker process per model and stage; `python` may be
+    # another environment's interpreter). Prompts longer than max_model_len fail alone.
     tensor_parallel_size: PositiveInt = 1
     gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    max_model_len: PositiveInt | None = None  # None: the model's own context length
+    enforce_eager: bool = False
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # any other vllm.LLM argument, by vLLM's name
     python: str | None = None
-    # openai-compatible endpoints (OpenAI, `vllm serve`, others)
+    # openai-compatible endpoints (OpenAI, `vllm serve`, others); retries, backoff and
+    # Retry-After are the openai client's own
     base_url: str | None = None
     api_key_env: EnvVarName | None = "OPENAI_API_KEY"
     timeout_s: Annotated[float, Field(gt=0)] = 120.0
     max_retries: Annotated[int, Field(ge=0)] = 6
-    retry_backoff_s: Annotated[float, Field(gt=0)] = 1.0  # first backoff; doubles, with full jitter
     concurrency: PositiveInt = 16
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"  # newer OpenAI models: the latter
     prices: dict[str, float] | None = None  # USD per 1M tokens: {prompt: .., completion: ..}
+
+    @model_validator(mode="after")
+    def _engine_args_not_typed_ones(self):
+        typed = {"model", "dtype", "trust_remote_code", "tensor_parallel_size", "gpu_memory_utilization",
+                 "max_model_len", "enforce_eager"}
+        clash = sorted(typed & set(self.engine_args))
+        if clash:
+            raise ValueError(f"engine_args: set {', '.join(clash)} as its own key, not in engine_args")
+        return self
 
     def generator_options(self) -> dict[str, Any]:
         if self.backend == "transformers":
-            return {"device": self.device, "batch_size": self.batch_size}
+            return {"device": self.device, "batch_size": self.batch_size, "dtype": self.dtype,
+                    "trust_remote_code": self.trust_remote_code}
         if self.backend == "vllm":
-            opts = {"tensor_parallel_size": self.tensor_parallel_size, "gpu_memory_utilization": self.gpu_memory_utilization}
+            opts = {"tensor_parallel_size": self.tensor_parallel_size, "gpu_memory_utilization": self.gpu_memory_utilization,
+                    "dtype": self.dtype, "trust_remote_code": self.trust_remote_code, "max_model_len": self.max_model_len,
+                    "enforce_eager": self.enforce_eager, "engine_args": self.engine_args}
             return opts | ({"python": self.python} if self.python else {})
         return {
             "base_url": self.base_url,
             "api_key_env": self.api_key_env,
             "timeout_s": self.timeout_s,
             "max_retries": self.max_retries,
-            "backoff_s": self.retry_backoff_s,
             "concurrency": self.concurrency,
+            "max_tokens_param": self.max_tokens_param,
             "prices": self.prices,
         }
 
 
 class StudentModel(BackendConfig):
-    """A model that answers problems; its responses are what the teacher critiques."""
+    """A model that answers problems; its responses are what the teacher critiques.
 
-    name_or_path: str
+    `kind: reference` is the offline stand-in of the embedded default: the problem's reference
+    solution, with the final answer broken in an `error_rate` share of rows (no model runs).
+    """
+
+    kind: Literal["llm", "reference"] = "llm"
+    name_or_path: str = "reference-student"
     samples: PositiveInt = 1
     sampling: SamplingConfig = SamplingConfig()
+    error_rate: Fraction = 0.5  # reference only
+
+    @model_validator(mode="after")
+    def _llm_needs_model(self):
+        if self.kind == "llm" and "name_or_path" not in self.model_fields_set:
+            raise ValueError("an llm student needs `name_or_path` (a hub id, local path or API model name)")
+        return self
 
 
 class RespondConfig(StrictModel):
@@ -168,6 +201,8 @@ class ValidateConfig(StrictModel):
 
 class BuildConfig(StrictModel):
     seed: int = 0
+    # Questions set aside for every mode (held-out loss, critic evaluation); by question hash.
+    heldout_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
 
 
 class BenchmarkConfig(StrictModel):
@@ -179,11 +214,13 @@ class BenchmarkConfig(StrictModel):
     answer_field: str | None = None
 
 
-class BaselineModel(StrictModel):
-    """Another model evaluated beside the trained one (e.g. the base model, an SFT run)."""
+class CriticEvalConfig(StrictModel):
+    """Each evaluated model critiques solutions whose correctness is known, with the CFT prompt:
+    held-out (question, response) pairs from the build stage, and its own benchmark answers
+    (self-critique). `limit` rows of each; 0 turns it off."""
 
-    name: str
-    model: str
+    limit: Annotated[int, Field(ge=0)] = 100
+    max_new_tokens: PositiveInt = 1024
 
 
 class EvaluateConfig(BackendConfig):
@@ -198,8 +235,9 @@ class EvaluateConfig(BackendConfig):
     seed: int = 0
     pass_at_k: list[PositiveInt] = Field(default_factory=list)
     grade_timeout_s: Annotated[float, Field(gt=0)] = 5.0
-    name: str = "cft"  # the trained model's row in the comparison report
-    baselines: list[BaselineModel] = Field(default_factory=list)
+    critic: CriticEvalConfig = CriticEvalConfig()
+    # Models evaluated beside the trained ones, by report name: the base model, any other run.
+    baselines: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _sampling_consistent(self):
@@ -215,6 +253,11 @@ class RegisterConfig(StrictModel):
     artifact_location: str = "mlartifacts"
     experiment: str = "cft"
     model_name: str = "cft-model"
+    # The gate: a challenger becomes champion when it beats the champion on `metric` (a key of
+    # the evaluation metrics; nested keys dotted, e.g. benchmarks.math-500.accuracy or
+    # critic.balanced_accuracy) by more than `promotion_margin`, in the direction given.
+    metric: str = Field("average", min_length=1)
+    higher_is_better: bool = True
     promotion_margin: Annotated[float, Field(ge=0.0)] = 0.0
     # copy: the checkpoint is an MLflow artifact (fine for small models); reference: MLflow
     # stores a pointer to the DVC-tracked checkpoint, resolved at load (7B: no second copy)
@@ -224,11 +267,18 @@ class RegisterConfig(StrictModel):
 class OrchestrateConfig(StrictModel):
     """Prefect: schedule, work pools and retries. No stage depends on it (DVC ignores it)."""
 
-    schedule_cron: str | None = None  # e.g. "0 3 * * *": retrain nightly when critiques changed
+    schedule_cron: str | None = None  # e.g. "0 3 * * *": nightly, retrain when the training data changed
     timezone: str = "UTC"
     work_pool: str | None = None  # None: the flow runs in-process
     gpu_work_pool: str | None = None  # when set, GPU stages run on this pool's workers
-    gpu_stages: list[str] = Field(default_factory=lambda: ["respond", "critique", "train", "evaluate"])
+    # Where workers get the flows' code: a git URL (https://, ssh, file:///...cft.git) or a
+    # remote storage URL Prefect reads (s3://, gs://, az://). None: the project directory
+    # itself (workers on the deploying host, or a shared filesystem at the same path).
+    code_source: str | None = None
+    code_branch: str | None = None  # git branch or tag of code_source; None: its default branch
+    workspace: str | None = None  # the project directory on work_pool's workers; None: where deploy ran
+    gpu_workspace: str | None = None  # the project directory on gpu_work_pool's workers; None: `workspace`
+    gpu_stages: list[str] = Field(default_factory=lambda: ["respond", "critique", "train", "evaluate", "baseline"])
     task_retries: Annotated[int, Field(ge=0)] = 2
     retry_delay_s: Annotated[float, Field(ge=0)] = 10.0
     push: bool = True  # push every new artifact to the DVC remote after a successful run

@@ -12,9 +12,16 @@ Creates or updates (idempotent; run it again after changing `orchestrate`):
   above send the `gpu_stages` there;
 - the global concurrency limit `cft-workspace` (1 slot) that every `dvc` call holds.
 
-The work pools must exist (`prefect work-pool create NAME --type process`). Workers run
-the flows from `--workspace` (default: this project), so a worker must see that
-directory: the same host, or a shared filesystem mounted at the same path.
+The work pools must exist (`prefect work-pool create NAME --type process`).
+
+Where the workers find things, per pool (docs/orchestration.md):
+
+- the flows' code: `code_source` (a git repository, or remote storage Prefect reads);
+  each flow run clones or downloads it first. None: the project directory itself, which
+  then must exist at the same path on every worker;
+- the project (its data, params, DVC cache): `workspace` for `work_pool`, `gpu_workspace`
+  for `gpu_work_pool` (None: `--workspace`, default this directory), passed to the flows
+  as their `workspace` parameter.
 """
 
 from __future__ import annotations
@@ -43,6 +50,18 @@ def _require_pool(client, name: str, key: str) -> None:
         raise SystemExit(f"work pool {name!r} (orchestrate.{key}) does not exist: prefect work-pool create {name} --type process") from None
 
 
+def code_source(cfg, workspace: Path):
+    """What `flow.from_source` gets: a git repository (at `code_branch`), a remote storage
+    URL (Prefect picks the storage from it), or the project directory."""
+    if not cfg.code_source:
+        return str(workspace)
+    if cfg.code_branch:
+        from prefect.runner.storage import GitRepository
+
+        return GitRepository(url=cfg.code_source, branch=cfg.code_branch)
+    return cfg.code_source
+
+
 def deploy(workspace: Path, params_path: Path | None = None) -> dict[str, str]:
     """Create or update the deployments and the concurrency limit; returns name -> deployment id."""
     from prefect import flow
@@ -61,32 +80,37 @@ def deploy(workspace: Path, params_path: Path | None = None) -> dict[str, str]:
             _require_pool(client, cfg.gpu_work_pool, "gpu_work_pool")
         client.upsert_global_concurrency_limit_by_name(WORKSPACE_LIMIT, 1)
 
+    source = code_source(cfg, workspace)
+    flows_workspace = cfg.workspace or str(workspace)
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     ids = {}
-    retrain = flow.from_source(source=str(workspace), entrypoint="flows/retrain.py:cft_retrain")
+    retrain = flow.from_source(source=source, entrypoint="flows/retrain.py:cft_retrain")
     ids["cft-retrain/" + DEPLOYMENT] = retrain.deploy(
         DEPLOYMENT,
         work_pool_name=cfg.work_pool,
+        parameters={"workspace": flows_workspace},
         schedules=_schedules(cfg),
         concurrency_limit=one_at_a_time,
         tags=TAGS,
-        description="Retrain when the critique data changed since the champion model (flows/retrain.py).",
+        description="Retrain when the training data changed since the registered models (flows/retrain.py).",
         print_next_steps=False,
     )
-    pipeline = flow.from_source(source=str(workspace), entrypoint="flows/pipeline.py:cft_pipeline")
+    pipeline = flow.from_source(source=source, entrypoint="flows/pipeline.py:cft_pipeline")
     ids["cft-pipeline/" + DEPLOYMENT] = pipeline.deploy(
         DEPLOYMENT,
         work_pool_name=cfg.work_pool,
+        parameters={"workspace": flows_workspace},
         concurrency_limit=one_at_a_time,
         tags=TAGS,
         description="Reproduce every DVC stage (flows/pipeline.py).",
         print_next_steps=False,
     )
     if cfg.gpu_work_pool:
-        stage = flow.from_source(source=str(workspace), entrypoint="flows/pipeline.py:cft_stage")
+        stage = flow.from_source(source=source, entrypoint="flows/pipeline.py:cft_stage")
         ids[f"{STAGE_FLOW}/{GPU_DEPLOYMENT}"] = stage.deploy(
             GPU_DEPLOYMENT,
             work_pool_name=cfg.gpu_work_pool,
+            parameters={"workspace": cfg.gpu_workspace or flows_workspace},
             tags=TAGS + ["gpu"],
             description="One DVC stage on a GPU worker (orchestrate.gpu_stages).",
             print_next_steps=False,
@@ -96,7 +120,7 @@ def deploy(workspace: Path, params_path: Path | None = None) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workspace", type=Path, default=Path("."), help="the project directory the workers run in")
+    parser.add_argument("--workspace", type=Path, default=Path("."), help="the project (default: here); its path on the workers is orchestrate.workspace / gpu_workspace when set")
     parser.add_argument("--params", type=Path, default=None, help="params.yaml to read `orchestrate` from (default: the workspace's)")
     args = parser.parse_args(argv)
     for name, deployment_id in deploy(args.workspace, args.params).items():

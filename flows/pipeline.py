@@ -3,14 +3,19 @@
     python -m flows.pipeline            # or: cft run
 
 Orchestration only. What a stage does and what it depends on live in `cft/` and
-`dvc.yaml`; every task just asks DVC to reproduce one stage, so an up-to-date stage
-costs nothing and the flow and `dvc repro` can never disagree. Without a Prefect
-server configured, Prefect starts a temporary local one (offline).
+`dvc.yaml`; the stage graph comes from DVC (cft.stages.graph); every task just asks DVC
+to reproduce one stage, so an up-to-date stage costs nothing and the flow and
+`dvc repro` can never disagree. Without a Prefect server configured, Prefect starts a
+temporary local one (offline).
+
+Each line a stage prints goes to the run's log as it comes (and to the terminal for
+in-process runs), so a long training shows its progress while it runs.
 
 Routing (params.yaml `orchestrate`): a stage listed in `gpu_stages` runs as a subflow
 of the deployment `cft-stage/gpu` on the work pool `gpu_work_pool` when that is set
 (`python -m flows.deploy` creates it), and in this process otherwise. The GPU workers
-must see the same workspace (same host, or a shared filesystem at the same path).
+see the workspace at `orchestrate.gpu_workspace` (a shared filesystem may be mounted at
+another path there); the deployment carries that path.
 
 Every `dvc` call holds a slot of the Prefect global concurrency limit `cft-workspace`
 (one slot, created by `python -m flows.deploy`), so two flow runs never run DVC in the
@@ -23,6 +28,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -30,54 +36,18 @@ from typing import Iterator
 from prefect import flow, get_run_logger, task
 from prefect.states import Completed
 
+from cft.stages.graph import stage_graph, topological
+
 WORKSPACE_LIMIT = "cft-workspace"  # Prefect global concurrency limit around dvc calls
 STAGE_FLOW = "cft-stage"
 GPU_DEPLOYMENT = "gpu"  # the deployment of the stage flow on the GPU pool: cft-stage/gpu
 FAULT_ENV = "CFT_FAULT_FILE"  # testing hook, see inject_fault
-
-
-# --- the stage graph (dvc.yaml), as pure data -------------------------------------------
-
-
-def stage_graph(root: Path = Path(".")) -> dict[str, list[str]]:
-    """Each stage of dvc.yaml with the stages it directly depends on, as DVC sees it."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        graph = repo.index.graph
-        # DVC's graph points from a stage to the stages it depends on.
-        return {stage.addressing: sorted(dep.addressing for dep in graph.successors(stage)) for stage in graph.nodes}
-
-
-def topological(graph: dict[str, list[str]]) -> list[str]:
-    """Stages in dependency order; ties broken by name so the order is stable."""
-    import networkx as nx
-
-    dag = nx.DiGraph()
-    dag.add_nodes_from(graph)
-    dag.add_edges_from((dep, name) for name, deps in graph.items() for dep in deps)
-    try:
-        return list(nx.lexicographical_topological_sort(dag))
-    except nx.NetworkXUnfeasible:
-        raise ValueError(f"dependency cycle in the stage graph: {nx.find_cycle(dag)}") from None
-
-
-def upstream(graph: dict[str, list[str]], target: str) -> list[str]:
-    """`target` and every stage it depends on, in dependency order."""
-    if target not in graph:
-        raise KeyError(f"no stage {target!r} in dvc.yaml (stages: {', '.join(sorted(graph))})")
-    needed: set[str] = set()
-    todo = [target]
-    while todo:
-        name = todo.pop()
-        if name not in needed:
-            needed.add(name)
-            todo.extend(graph.get(name, []))
-    return [name for name in topological(graph) if name in needed]
+ERROR_TAIL_LINES = 60  # the last lines of a failed dvc command, in the task's error
 
 
 def runs_on_gpu_pool(stage: str, gpu_stages: list[str], gpu_work_pool: str | None) -> bool:
-    return bool(gpu_work_pool) and stage in gpu_stages
+    """A stage listed in `gpu_stages` (or whose `foreach` group is) goes to the GPU pool, if one is set."""
+    return bool(gpu_work_pool) and (stage in gpu_stages or stage.split("@")[0] in gpu_stages)
 
 
 # --- running DVC ------------------------------------------------------------------------
@@ -125,44 +95,52 @@ def _logger():
 
 
 def _env() -> dict[str, str]:
-    # `cft` (the stage commands) lives beside this interpreter, even when PATH does not say so.
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # `cft` (the stage commands) lives beside this interpreter, even when PATH does not say so;
+    # unbuffered, so each line a stage prints reaches the log when it is printed.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
 
 
-def dvc(args: list[str], root: Path) -> str:
-    """Run `dvc <args>` in the workspace under the workspace lock; raise with its stderr on failure."""
-    cmd = [sys.executable, "-m", "dvc", *args]
-    with workspace_lock():
-        proc = subprocess.run(cmd, cwd=root, env=_env(), capture_output=True, text=True)
+def dvc(args: list[str], root: Path) -> None:
+    """Run `dvc <args>` in the workspace; log each line it (and the stage command) prints as it
+    comes; raise with the last lines on failure. The caller holds the workspace lock."""
     logger = _logger()
-    if proc.stdout.strip():
-        logger.info(proc.stdout.strip()[-8000:])
+    last = deque(maxlen=ERROR_TAIL_LINES)
+    cmd = [sys.executable, "-m", "dvc", *args]
+    # Text mode reads "\r" as a line end too: a progress bar's updates arrive as lines.
+    with subprocess.Popen(cmd, cwd=root, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace", bufsize=1) as proc:
+        for line in proc.stdout:
+            if line := line.rstrip():
+                logger.info(line)
+                last.append(line)
     if proc.returncode != 0:
-        raise RuntimeError(f"`dvc {' '.join(args)}` failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout).strip()[-4000:]}")
-    return proc.stdout
-
-
-def ran_stages(dvc_output: str) -> list[str]:
-    """Stages DVC actually ran, from `dvc repro` output ("Running stage 'x':")."""
-    return [line.split("'")[1] for line in dvc_output.splitlines() if line.startswith("Running stage '")]
+        raise RuntimeError(f"`dvc {' '.join(args)}` failed (exit {proc.returncode}):\n" + "\n".join(last))
 
 
 @task(retries=2, retry_delay_seconds=10, task_run_name="{stage}")
 def reproduce_stage(stage: str, workspace: str = ".", force: bool = False) -> list[str]:
-    """`dvc repro --single-item <stage>`: runs it only if its deps or params changed.
+    """`dvc repro --single-item <stage>`: runs it only if its deps, params or outputs changed.
 
-    Returns the stages DVC ran ([] when the stage was up to date).
+    Returns the stages DVC ran ([] when up to date): those `dvc status` found stale just
+    before, under the same lock (all of them with `force`).
     """
+    from cft.stages.graph import resolve, stale
+
     inject_fault(stage)
-    out = dvc(["repro", "--single-item", stage, *(["--force"] if force else [])], Path(workspace))
-    return ran_stages(out)
+    root = Path(workspace)
+    with workspace_lock():
+        ran = resolve(root, [stage]) if force else stale(root, [stage])
+        dvc(["repro", "--single-item", stage, *(["--force"] if force else [])], root)
+    return ran
 
 
 @task(retries=2, retry_delay_seconds=10, task_run_name="dvc-push")
-def push(workspace: str = ".") -> str:
+def push(workspace: str = ".") -> None:
     """`dvc push`: every cached output of the workspace to the default DVC remote."""
     inject_fault("push")
-    return dvc(["push"], Path(workspace))
+    with workspace_lock():
+        dvc(["push"], Path(workspace))
 
 
 # --- routing -----------------------------------------------------------------------------
@@ -183,24 +161,37 @@ def run_stage(stage: str, workspace: Path, force: bool = False, settings=None) -
     return task_(stage, str(workspace), force)
 
 
+def run_stages(stages: list[str], workspace: Path, force: bool = False, settings=None) -> list[str]:
+    """Reproduce `stages` in this order; returns the stages DVC ran."""
+    ran: list[str] = []
+    for stage in stages:
+        ran += run_stage(stage, workspace, force=force, settings=settings)
+    return ran
+
+
+def push_outputs(workspace: Path, settings) -> bool:
+    """`dvc push` when `orchestrate.push` says so; True when it pushed."""
+    if settings.push:
+        push.with_options(retries=settings.task_retries, retry_delay_seconds=settings.retry_delay_s)(str(workspace))
+    return settings.push
+
+
 _RAN = "ran: "
 
 
 def _run_on_gpu_pool(stage: str, force: bool, retries: int, retry_delay_s: float) -> list[str]:
-    """A subflow run of cft-stage/gpu; the stage's task retries itself there, and a run
-    whose infrastructure crashed (worker or machine lost) is submitted again."""
+    """A subflow run of cft-stage/gpu (whose `workspace` parameter is the GPU pool's path of
+    the project); the stage's task retries itself there, and a run whose infrastructure
+    crashed (worker or machine lost) is submitted again."""
     import time
 
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
     name = f"{STAGE_FLOW}/{GPU_DEPLOYMENT}"
-    parameters = {"stage": stage, "force": force}
-    if os.environ.get("CFT_GPU_WORKSPACE"):  # the workspace as the GPU workers see it, if its path differs
-        parameters["workspace"] = os.environ["CFT_GPU_WORKSPACE"]
     for attempt in range(retries + 1):
         try:
-            run = run_deployment(name, parameters=parameters, flow_run_name=f"{stage}-on-gpu-pool", poll_interval=2)
+            run = run_deployment(name, parameters={"stage": stage, "force": force}, flow_run_name=f"{stage}-on-gpu-pool", poll_interval=2)
         except ObjectNotFound:
             raise RuntimeError(
                 f"orchestrate.gpu_work_pool is set but there is no deployment {name}: run `python -m flows.deploy`"
@@ -220,7 +211,8 @@ def _run_on_gpu_pool(stage: str, force: bool, retries: int, retry_delay_s: float
 
 @flow(name=STAGE_FLOW, log_prints=True)
 def cft_stage(stage: str, workspace: str | None = None, force: bool = False):
-    """One DVC stage, retried: what GPU workers run for `run_stage`. `workspace`: default the working directory.
+    """One DVC stage, retried: what GPU workers run for `run_stage`. `workspace`: the
+    project as this worker sees it (the deployment sets it; default the working directory).
 
     Ends Completed with the message "ran: <stages>" (or "<stage> up to date"), which the
     calling flow reads: results stay on the worker's machine, the state travels.
@@ -234,15 +226,13 @@ def cft_stage(stage: str, workspace: str | None = None, force: bool = False):
 
 @flow(name="cft-pipeline", log_prints=True)
 def cft_pipeline(force: bool = False, workspace: str | None = None) -> list[str]:
-    """Reproduce every stage in order; a failed stage stops the flow after its retries."""
+    """Reproduce every stage in order; a failed stage stops the flow after its retries.
+    Returns the stages DVC ran."""
     root = Path(workspace or ".").resolve()
     cfg = _settings(root)
-    stages = topological(stage_graph(root))
-    for stage in stages:
-        run_stage(stage, root, force=force, settings=cfg)
-    if cfg.push:
-        push.with_options(retries=cfg.task_retries, retry_delay_seconds=cfg.retry_delay_s)(str(root))
-    return stages
+    ran = run_stages(topological(stage_graph(root)), root, force=force, settings=cfg)
+    push_outputs(root, cfg)
+    return ran
 
 
 if __name__ == "__main__":

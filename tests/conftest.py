@@ -45,6 +45,9 @@ def restore_mlflow_tracking_uri():
 
 
 def pytest_collection_modifyitems(config, items):
+    # Integration files first (a stable sort keeps their order): with pytest-xdist's
+    # --dist loadfile they start at once on separate workers instead of last on one.
+    items.sort(key=lambda item: "integration" not in item.keywords)
     try:
         import torch
 

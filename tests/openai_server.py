@@ -9,6 +9,8 @@ deterministic critique. Injectable trouble:
 - `Faults`: a fraction of requests answered by 500, 429 (with Retry-After) or a
   stall longer than the client's timeout;
 - a marker `[http NNN]` in the last user message: answered with that status;
+- `reply(messages)` returning None: a 200 answer without text (`content: null`,
+  finish_reason `content_filter`), as a filtered request gets;
 - `delay_s`: every answer waits this long (the benchmark's fake model latency);
 - `stop_after`: after that many successful answers the server dies: the listening
   socket closes and open connections are dropped (a crashed endpoint);
@@ -127,13 +129,14 @@ class _Handler(BaseHTTPRequestHandler):
             owner.dead.wait(owner.delay_s)
         text = owner.reply(messages)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
-        completion_tokens = len(text.split())
+        completion_tokens = len(text.split()) if text else 0
         self._send(200, {
             "id": f"chatcmpl-{owner.requests}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop" if text is not None else "content_filter"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         })

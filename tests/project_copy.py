@@ -66,16 +66,20 @@ def edit_params(root: Path, edit) -> None:
 
 
 def shrink_params(root: Path, problems_per_source: int = 30, eval_limit: int = 8, max_new_tokens: int = 32) -> None:
-    """A smaller embedded default: fewer problems, shorter generations, smaller eval slices."""
+    """A smaller embedded default: fewer problems, shorter generations, smaller eval slices,
+    the CFT model alone (no SFT baseline beside it)."""
 
     def edit(p: dict) -> None:
         for source in p["ingest"]["sources"]:
             source["limit"] = problems_per_source
         for model in p["respond"]["models"]:
-            model["sampling"]["max_new_tokens"] = max_new_tokens
+            if "sampling" in model:
+                model["sampling"]["max_new_tokens"] = max_new_tokens
         p["evaluate"]["max_new_tokens"] = max_new_tokens
+        p["evaluate"]["critic"] = {"limit": eval_limit, "max_new_tokens": max_new_tokens}
         for bench in p["evaluate"]["benchmarks"]:
             bench["limit"] = eval_limit
+        p["train"]["modes"] = ["cft"]
 
     edit_params(root, edit)
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 
 from cft.config import parse_params
@@ -39,7 +37,7 @@ def fake_training_run(params, root: Path, checkpoint: Path, name: str) -> Path:
 
     from cft.registry.lineage import collect_lineage, log_lineage
     from cft.registry.tracking import experiment_id, resolve_tracking_uri
-    from cft.stages.register import RUN_FILE
+    from cft.registry.tracking import RUN_FILE
 
     exp_id = experiment_id(params.register_, root)
     client = MlflowClient(resolve_tracking_uri(params.register_, root))

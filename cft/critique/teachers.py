@@ -1,4 +1,4 @@
-"""Teacher prompts as versioned templates (DESIGN.md section 4).
+"""Teacher prompts as versioned templates (docs/design.md, "The CFT recipe").
 
 A version name is part of every critique row's id, so a prompt is never edited in
 place: a changed prompt is a new entry here, and rows made with the old one stay

@@ -1,4 +1,4 @@
-"""Prompt texts of the CFT recipe (DESIGN.md section 4), versioned by name."""
+"""Prompt texts of the CFT recipe (docs/design.md, "The CFT recipe"), versioned by name."""
 
 # The paper's evaluation prompt (qwen25-math-cot): what students and trained models are asked.
 COT_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."

@@ -4,10 +4,26 @@ Every benchmark and problem source names its fields differently and encodes the
 gold answer its own way (GSM8K's `#### 18`, Minerva's `\\boxed{}` inside the
 solution, OlympiadBench's list of `$...$` strings, AMC's floats). Each adapter
 knows one format; everything downstream sees only `Problem`.
+
+Gold answers leave here as readable LaTeX that the grader (`cft.evaluate.answers`)
+reads as the benchmark means it:
+
+- Minerva and TheoremQA write numbers as Python does: `4.5e33` becomes
+  `4.5 \\times 10^{33}` (math-verify would read `e` as Euler's number), `-1./3`
+  becomes `-\\frac{1}{3}`;
+- OlympiadBench: several answers are joined by ", ", which the grader takes as an
+  unordered set (OlympiadBench's own judge pairs answers in any order, and some
+  golds list them in another order than the question); the `unit` field is
+  appended (`45 \\text{ minute}`, `4.2\\%`, `90^{\\circ}`), `%` becomes `\\%`;
+- a source value that cannot be read this way is repaired only from the table
+  `GOLD_REPAIRS` (each entry says why) or, for a file we do not ship, read as
+  well as possible; either way `load_problems` reports it with file and line
+  (`SourceNote`), so nothing changes silently.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +33,9 @@ from typing import Any
 from cft.data.ids import content_id
 from cft.data.io import DataError, iter_records
 from cft.evaluate.extract import last_boxed
+from cft.evaluate.numbers import latex_number
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,8 +53,41 @@ class RowError(ValueError):
     """A row lacks a field or has a bad value; `load_problems` adds file and line."""
 
 
-# (question, gold answer, reference solution or None)
-ParsedRow = tuple[str, str, str | None]
+@dataclass(frozen=True)
+class SourceNote:
+    """A source value that could not be read as it stands, and the gold answer used instead."""
+
+    path: str
+    line: int
+    field: str
+    original: str
+    gold: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: field '{self.field}' {self.original!r}: {self.reason}; gold answer {self.gold!r}"
+
+
+# (question, gold answer, reference solution or None[, repairs: (field, original, reason) ...])
+ParsedRow = tuple[str, str, str | None] | tuple[str, str, str | None, tuple[tuple[str, str, str], ...]]
+
+# Source values that cannot be read as they stand, keyed by (format, value): the
+# gold answer to use and why. Matched on the exact value, so a corrected source
+# stops using its entry.
+GOLD_REPAIRS: dict[tuple[str, str], tuple[str, str]] = {
+    ("olympiadbench", "$221,$8$"): (
+        "221, 8",
+        "unbalanced '$' (the question asks for m and n with m/n = 221/8; read as the two answers)",
+    ),
+    (
+        "olympiadbench",
+        "$f(x)=a x+b$, where $b$ is an arbitrary integer, and $a$ is an arbitrary positive integer with $\\mho(a)=0$",
+    ): (
+        "f(x)=a x+b",
+        "prose between the '$' spans (conditions on a and b) cannot be graded; the formula is kept",
+    ),
+    ("minerva_math", "np.arcsin(10/13)"): ("\\arcsin\\left(\\frac{10}{13}\\right)", "a NumPy call, not LaTeX"),
+}
 
 
 @dataclass(frozen=True)
@@ -121,32 +173,86 @@ def _gsm8k(row: dict[str, Any]) -> ParsedRow:
     return _text(row, "question"), gold, answer
 
 
+_STRAY_DOLLARS = re.compile(r"\$\s*\$")
+
+
 def _minerva(row: dict[str, Any]) -> ParsedRow:
     solution = _text(row, "solution")
-    gold = last_boxed(solution)
-    if not gold or not gold.strip():
+    boxed = last_boxed(solution)
+    if not boxed or not boxed.strip():
         raise RowError("field 'solution' has no \\boxed{} answer")
-    return _text(row, "problem"), gold.strip(), solution
+    boxed = boxed.strip()
+    repairs = []
+    if ("minerva_math", boxed) in GOLD_REPAIRS:
+        gold, reason = GOLD_REPAIRS["minerva_math", boxed]
+        repairs.append(("solution", boxed, reason))
+    elif _STRAY_DOLLARS.search(boxed):
+        gold = _STRAY_DOLLARS.sub(" ", boxed)
+        repairs.append(("solution", boxed, "'$ $' inside the boxed answer (a line break in the source) removed"))
+    else:
+        gold = latex_number(boxed)
+    return _text(row, "problem"), gold, solution, tuple(repairs)
 
 
 _DOLLAR_SPAN = re.compile(r"\$([^$]*)\$")
+_DOLLAR_SPANS = re.compile(r"\s*\$[^$]*\$\s*(?:,\s*\$[^$]*\$\s*)*\.?\s*")  # "$69$,$84$", "$(0,1)$."
+_EDGE_SPACING = re.compile(r"^(?:\\q?quad\s*)+|(?:\s*\\q?quad)+$")
+_UNIT_WORD = re.compile(r"([A-Za-z][A-Za-z/ ]*?)\s*(\^\{?\d\}?)?")
 
 
-def _olympiad_answer(items: Any) -> str:
+def _olympiad_parts(item: str) -> tuple[list[str], str | None]:
+    """(answers, why it could not be parsed or None) of one final_answer string."""
+    if "$" not in item:
+        return [item.strip()], None
+    if _DOLLAR_SPANS.fullmatch(item):
+        return [s.strip() for s in _DOLLAR_SPAN.findall(item) if s.strip()], None
+    spans = [s.strip() for s in _DOLLAR_SPAN.findall(item) if s.strip()]
+    return (spans or [item.replace("$", "").strip()]), "not a list of $...$ answers; read the $...$ spans only"
+
+
+def _with_unit(answer: str, unit: str | None) -> str:
+    """OlympiadBench's `unit` field on the answer, as a model would write it."""
+    if not unit:
+        return answer
+    unit = unit.strip().strip("$").strip()
+    if unit == "%":
+        return answer if answer.endswith("%") else f"{answer}\\%"
+    if unit in ("^{\\circ}", "^\\circ", "\\circ"):
+        return answer if "\\circ" in answer else f"{answer}^{{\\circ}}"
+    match = _UNIT_WORD.fullmatch(unit)
+    if match is None:
+        raise RowError(f"field 'unit' is not a unit: {unit!r}")
+    power = match.group(2) or ""
+    return f"{answer} \\text{{ {match.group(1).strip()}}}{power}"
+
+
+def _olympiad_gold(items: Any, unit: Any) -> tuple[str, tuple[tuple[str, str, str], ...]]:
     if not isinstance(items, list) or not items:
         raise RowError("field 'final_answer' must be a non-empty list")
-    parts = []
+    if unit is not None and not isinstance(unit, str):
+        raise RowError(f"field 'unit' must be a string, got {type(unit).__name__}")
+    parts, repairs = [], []
     for item in items:
         if not isinstance(item, str) or not item.strip():
             raise RowError(f"field 'final_answer' holds a bad entry: {item!r}")
-        # One string may hold several answers: "$69$,$84$" -> "69, 84".
-        spans = [s.strip() for s in _DOLLAR_SPAN.findall(item) if s.strip()]
-        parts.extend(spans or [item.strip().strip("$").strip()])
-    return ", ".join(parts)
+        if ("olympiadbench", item) in GOLD_REPAIRS:
+            gold, reason = GOLD_REPAIRS["olympiadbench", item]
+            repairs.append(("final_answer", item, reason))
+            parts.append(gold)
+            continue
+        answers, problem = _olympiad_parts(item)
+        if problem:
+            repairs.append(("final_answer", item, problem))
+        for answer in answers:
+            answer = _EDGE_SPACING.sub("", answer).strip()
+            answer = re.sub(r"(?<!\\)%", r"\\%", latex_number(answer))
+            parts.append(_with_unit(answer, unit))
+    return ", ".join(parts), tuple(repairs)
 
 
 def _olympiadbench(row: dict[str, Any]) -> ParsedRow:
-    return _text(row, "question"), _olympiad_answer(_field(row, "final_answer")), _optional_text(row, "solution")
+    gold, repairs = _olympiad_gold(_field(row, "final_answer"), row.get("unit"))
+    return _text(row, "question"), gold, _optional_text(row, "solution"), repairs
 
 
 def _aime24(row: dict[str, Any]) -> ParsedRow:
@@ -161,7 +267,7 @@ def _amc23(row: dict[str, Any]) -> ParsedRow:
 
 
 def _theoremqa(row: dict[str, Any]) -> ParsedRow:
-    return _text(row, "problem"), _answer_text(row, "answer"), None
+    return _text(row, "problem"), latex_number(_answer_text(row, "answer")), None
 
 
 # --- problem-source adapters -------------------------------------------------
@@ -244,6 +350,7 @@ def load_problems(
     limit: int | None = None,
     *,
     source: str | None = None,
+    notes: list[SourceNote] | None = None,
     **field_options: str,
 ) -> list[Problem]:
     """Read a problem or benchmark file through the adapter for `format`.
@@ -251,6 +358,9 @@ def load_problems(
     `limit` keeps the first N rows (file order, so deterministic). `source`
     names the rows' origin (default: the format name, or the file stem for the
     generic `jsonl` format). A bad row raises DataError naming file, line and field.
+    A value read only after a repair (see `GOLD_REPAIRS`) is appended to `notes`
+    as a `SourceNote` (file, line, field, value, reason), or logged as a warning
+    when no list is given.
     """
     adapter = get_adapter(format)
     unknown = sorted(set(field_options) - set(adapter.options))
@@ -271,9 +381,16 @@ def load_problems(
         if record.error:
             raise DataError(record.error)
         try:
-            question, gold, solution = adapter.parse_row(record.data, **field_options)
+            parsed = adapter.parse_row(record.data, **field_options)
         except RowError as exc:
             raise DataError(f"{record.path}:{record.line}: {exc}") from None
+        question, gold, solution = parsed[:3]
+        for field, original, reason in parsed[3] if len(parsed) > 3 else ():
+            note = SourceNote(str(record.path), record.line, field, original, gold, reason)
+            if notes is None:
+                log.warning("%s", note)
+            else:
+                notes.append(note)
         problems.append(Problem(content_id(source, question), source, question, gold, solution))
         if limit is not None and len(problems) >= limit:
             break

@@ -1,6 +1,6 @@
 """Import existing critique datasets (One-Shot-CFT, WebInstruct-CFT) at the critique stage.
 
-Two layouts are understood, both built on the CFT training prompt (DESIGN.md §4):
+Two layouts are understood, both built on the CFT training prompt (docs/design.md, "The CFT recipe"):
 
 - chat `messages`: user = "Please critique whether the following solution to the
   question is correct.\\n\\nQuestion:\\n{q}\\n\\nSolution:\\n{s}\\n\\n",

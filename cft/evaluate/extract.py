@@ -1,23 +1,53 @@
-"""Final-answer extraction from model output (pure: regexes only, no sympy).
+"""Final-answer extraction from model output (pure: regexes and index scans, no sympy).
 
-Order of preference, as in the paper's evaluation: the last `\\boxed{}` (or
-`\\fbox{}`), then "final answer is X" / "answer is X", then GSM8K's `#### X`,
-then the last number in the text.
+Order of preference, as in the paper's evaluation:
+
+1. Minerva's answer format, "The final answer is $X$. I hope it is correct."
+   (its few-shot prompt asks for exactly this);
+2. the last `\\boxed{}` (or `\\fbox{}`, `\\framebox{}`), together with the boxes
+   just before it when only "and", commas or `x =` separate them: a question
+   with several answers gets them all, joined by ", ";
+3. the last "final answer is X" / "Answer: X", markdown or not
+   (`**Final Answer:** 130`, a `## Final Answer` header over the answer);
+4. GSM8K's `#### X`;
+5. the last number in the text.
+
+Every step is linear in the length of the text: this runs in the parent
+process on every response, before any time limit applies.
 """
 
 from __future__ import annotations
 
 import re
 
-_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)")
-_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_ANSWER_IS = re.compile(r"\b(?:final answer|answer)\s*(?:is\b|:)\s*:?\s*(?P<rest>[^\n]*)", re.IGNORECASE)
-_HASHES = re.compile(r"####\s*(?P<rest>[^\n]*)")
+from cft.evaluate.answers import clean_answer, normalise_answer, strip_thousands
+
+__all__ = ["clean_answer", "extract_answer", "last_boxed", "normalise_answer", "strip_thousands"]
+
+_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox|framebox)")
+_BOX_ARGUMENT = re.compile(r"(?:\[[^\]\n]{0,40}\])*\s*(\{)|[ \t]+([^\s$]+)")
+_BOX_GAP = re.compile(
+    r"[\s$,;:&]*"
+    r"(?:(?:and|or|\\q?quad|\\text\{\s*(?:and|or|,)\s*\}|\\\\)[\s$,;:&]*)?"
+    r"(?:\\?[A-Za-z]+(?:_\{?\w{1,4}\}?)?\s*=\s*)?"
+)
+MAX_BOX_GAP = 40
+MAX_BOXES = 32  # answers in one chain of boxes; more is not a final answer
+_MINERVA_END = re.compile(r"I hope it is correct", re.IGNORECASE)
+_MINERVA_START = re.compile(r"final answer is", re.IGNORECASE)
+_MARKER = re.compile(
+    r"\b(?:final answer|answer)\s*(?:(?:\*\*|__)\s*)?(?:is\b|:)"
+    r"|^[ \t]*(?:(?:#{1,6}|\*\*|__)[ \t]*)?(?:final answer|answer)[ \t*_:]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_HASHES = re.compile(r"####")
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_MARKDOWN_EDGES = " \t*_:#"
+MAX_TRIES = 5  # markers examined, latest first
 
 
-def _braced(text: str, open_at: int, stop: int) -> str | None:
-    """Content of the balanced {...} group whose "{" is at `open_at`; None if not closed before `stop`."""
+def _braced(text: str, open_at: int, stop: int) -> int | None:
+    """Index of the "}" closing the "{" at `open_at`; None if not closed before `stop`."""
     depth = 0
     for i in range(open_at, stop):
         ch = text[i]
@@ -26,95 +56,134 @@ def _braced(text: str, open_at: int, stop: int) -> str | None:
         elif ch == "}":
             depth -= 1
             if depth == 0:
-                return text[open_at + 1 : i]
+                return i
     return None
 
 
-_BOX_ARGUMENT = re.compile(r"\s*(\{)|[ \t]+([^\s$]+)")
+def _boxes_from_last(text: str):
+    """(start, end, content) of well-formed boxes, the last first.
 
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last well-formed `\\boxed{...}` / `\\fbox{...}` / `\\boxed X` in `text`."""
-    # A group still open where a later unclosed group starts can never close
-    # (the later one keeps the depth up), so each scan stops there: linear time.
+    A group still open where a later unclosed group starts can never close
+    (the later one keeps the depth up), so each scan stops there: linear time.
+    """
     stop = len(text)
     for match in reversed(list(_BOX_COMMAND.finditer(text))):
         argument = _BOX_ARGUMENT.match(text, match.end())
         if argument is None:  # "\boxedx" is another macro, or the text ended
             continue
         if argument.group(2) is not None:  # "\boxed 5"
-            return argument.group(2)
-        content = _braced(text, argument.start(1), stop)
-        if content is not None:
-            return content
-        stop = min(stop, argument.start(1))
+            yield match.start(), argument.end(), argument.group(2)
+            continue
+        close = _braced(text, argument.start(1), stop)
+        if close is None:
+            stop = min(stop, argument.start(1))
+            continue
+        yield match.start(), close + 1, text[argument.start(1) + 1 : close]
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last well-formed `\\boxed{...}` / `\\fbox{...}` / `\\boxed X` in `text`."""
+    return next((content for _, _, content in _boxes_from_last(text)), None)
+
+
+def boxed_answers(text: str) -> list[str]:
+    """The last box's content, preceded by those of boxes joined to it by "and", "," or `x =`."""
+    chain: list[str] = []
+    chain_start = None
+    for start, end, content in _boxes_from_last(text):
+        if chain_start is not None:
+            if end > chain_start:  # a box around the chain: \boxed{\boxed{5}}
+                break
+            gap = text[end:chain_start]
+            if len(gap) > MAX_BOX_GAP or not _BOX_GAP.fullmatch(gap):
+                break
+        answer = clean_answer(content)
+        if answer:  # repeated values stay: "a = \\boxed{-2}, b = \\boxed{-2}"
+            chain.insert(0, answer)
+        chain_start = start
+        if len(chain) >= MAX_BOXES:
+            break
+    return chain
+
+
+def _find_closing(text: str, right: str, start: int) -> int:
+    """Index of the first `right` at or after `start` that is not escaped (`\\$` is a dollar sign)."""
+    while True:
+        end = text.find(right, start)
+        if end <= 0 or text[end - 1] != "\\" or right != "$":
+            return end
+        start = end + 1
+
+
+def _display_block(rest: str) -> str | None:
+    """The math at the start of `rest`: $...$, $$...$$, \\[...\\] or \\(...\\)."""
+    for left, right in (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")):
+        if rest.startswith(left):
+            end = _find_closing(rest, right, len(left))
+            if end > 0:
+                return rest[: end + len(right)]
     return None
 
 
-def strip_thousands(answer: str) -> str:
-    """ "1,600" -> "1600"; "(1,2)" and "1,2,3" are left alone."""
-    return answer.replace(",", "") if _THOUSANDS.fullmatch(answer) else answer
-
-
-def clean_answer(answer: str) -> str:
-    """Strip whitespace, surrounding math delimiters and a trailing period."""
-    answer = _strip_periods(answer)
-    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-        if answer.startswith(left) and answer.endswith(right) and len(answer) >= len(left) + len(right):
-            answer = answer[len(left) : len(answer) - len(right)].strip()
-    return strip_thousands(_strip_periods(answer.strip("$")))
-
-
-def _strip_periods(answer: str) -> str:
-    """Drop whitespace and a sentence's final period ("27." -> "27"), not an ellipsis."""
-    answer = answer.strip()
-    while answer.endswith(".") and not answer.endswith(".."):
-        answer = answer[:-1].rstrip()
-    return answer
-
-
 def _answer_phrase(rest: str) -> str:
-    """The answer after "answer is": a leading $...$ span, else the rest of the sentence."""
-    rest = rest.strip()
-    if rest.startswith("$"):
-        end = rest.find("$", 1)
-        if end > 0:
-            return rest[: end + 1]
-    sentence = re.split(r"\.(?:\s|$)", rest, maxsplit=1)[0]
-    return sentence
+    """The answer after a marker: a leading math span, else the rest of the line up to the sentence's end."""
+    rest = rest.lstrip(_MARKDOWN_EDGES + "\n")
+    block = _display_block(rest)
+    if block is not None:
+        return block
+    line = rest.split("\n", 1)[0]
+    sentence = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+    return sentence.strip(_MARKDOWN_EDGES)
+
+
+def _after_marker(text: str, end: int) -> str:
+    """Text after a marker; a marker alone on its line (a header) takes the next lines."""
+    line_end = text.find("\n", end)
+    line = text[end : line_end if line_end >= 0 else len(text)]
+    if line.strip(_MARKDOWN_EDGES) or line_end < 0:
+        return line
+    return text[line_end + 1 :].lstrip()
+
+
+def _from_markers(text: str) -> str | None:
+    for match in list(_MARKER.finditer(text))[::-1][:MAX_TRIES]:
+        answer = clean_answer(_answer_phrase(_after_marker(text, match.end())))
+        if answer:
+            return answer
+    return None
+
+
+def _minerva_answer(text: str) -> str | None:
+    """X in Minerva's "The final answer is X. I hope it is correct." (the last one, on one line)."""
+    ends = [m.start() for m in _MINERVA_END.finditer(text)]
+    if not ends:
+        return None
+    starts = [m.end() for m in _MINERVA_START.finditer(text, 0, ends[-1])]
+    if not starts or "\n" in text[starts[-1] : ends[-1]]:
+        return None
+    phrase = text[starts[-1] : ends[-1]].strip().rstrip(".").strip()
+    boxed = last_boxed(phrase)  # "The final answer is $\\boxed{5}$. I hope it is correct."
+    return clean_answer(boxed if boxed is not None else phrase) or None
 
 
 def extract_answer(text: str) -> str | None:
     """The model's final answer in `text`, cleaned; None when there is none."""
     if not text:
         return None
-    boxed = last_boxed(text)
-    if boxed is not None and clean_answer(boxed):
-        return clean_answer(boxed)
-    for pattern in (_ANSWER_IS, _HASHES):
-        matches = list(pattern.finditer(text))
-        for match in reversed(matches):
-            phrase = match.group("rest")
-            if pattern is _ANSWER_IS:
-                phrase = _answer_phrase(phrase)
-            answer = clean_answer(phrase)
-            if answer:
-                return answer
+    answer = _minerva_answer(text)
+    if answer:
+        return answer
+    boxes = boxed_answers(text)
+    if boxes:
+        return ", ".join(boxes)
+    answer = _from_markers(text)
+    if answer:
+        return answer
+    for match in list(_HASHES.finditer(text))[::-1][:MAX_TRIES]:
+        answer = clean_answer(_answer_phrase(_after_marker(text, match.end())))
+        if answer:
+            return answer
     numbers = _NUMBER.findall(text)
     if numbers:
         return clean_answer(numbers[-1])
     return None
-
-
-_TEXT_MACRO = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
-_SPACING = re.compile(r"\\[,;:! ]|\\q?quad|\\left|\\right|\s+")
-
-
-def normalise_answer(answer: str) -> str:
-    """A canonical string form for exact comparison and majority voting (not for display)."""
-    answer = clean_answer(answer)
-    answer = _TEXT_MACRO.sub(r"\1", answer)
-    answer = answer.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    answer = answer.replace("^{\\circ}", "").replace("^\\circ", "")
-    answer = _SPACING.sub("", answer)
-    return strip_thousands(answer.strip("$").rstrip(".")).lower()

@@ -1,7 +1,7 @@
 """Answer equivalence with math-verify, bounded in time.
 
 math-verify's own timeouts use `signal.alarm`: they only work on a process's
-main thread and they cancel any outer alarm (DESIGN.md section 6). So we call it
+main thread and they cancel any outer alarm (docs/design.md, "Library facts"). So we call it
 with its timeouts off and bound each comparison ourselves:
 
 - in-process (`workers=0`, main thread only): an interval timer raises
@@ -11,12 +11,16 @@ with its timeouts off and bound each comparison ourselves:
 - in worker processes (the default): the same timer inside each worker, plus a
   per-item deadline in the parent that kills a hung worker and starts a new one.
 
-Model output is only ever parsed as LaTeX (never with sympy's `parse_expr`,
-which evaluates Python), so a response is data, not code.
+The rules that need no sympy (exact keys, numbers with a 1e-4 tolerance, several
+answers, choices; `answers.py`) run first, in the parent where they decide alone;
+math-verify, with a numeric tolerance added, decides the rest. Model output is
+only ever parsed as LaTeX or by our own number parser (never with sympy's
+`parse_expr`, which evaluates Python), so a response is data, not code.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -25,7 +29,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from cft.evaluate.extract import clean_answer, extract_answer, normalise_answer
+from cft.evaluate.answers import answers_match, clean_answer
+from cft.evaluate.extract import extract_answer
+from cft.evaluate.numbers import REL_TOL
 
 TIMEOUT_ERROR = "timeout"
 
@@ -103,29 +109,91 @@ def warm_up() -> None:
     _math_verify_equal("\\frac{1}{2}", "0.5")
 
 
-def _math_verify_equal(pred: str, gold: str) -> bool:
-    """math-verify's verdict with its own timeouts off; the caller bounds the time."""
-    from math_verify import parse, verify
+class Unparseable(Exception):
+    """math-verify found no expression in an answer (or in the gold)."""
 
-    config = _latex_config()
-    gold_parsed = parse(_as_latex(gold), extraction_config=config, parsing_timeout=None)
-    pred_parsed = parse(_as_latex(pred), extraction_config=config, parsing_timeout=None)
-    if not gold_parsed or not pred_parsed:
-        return False
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+def _constant(expr):
+    """`expr` when it is one finite number (no symbols, sets or relations), else None."""
+    import sympy
+
+    if not isinstance(expr, sympy.Expr) or expr.free_symbols or not expr.is_number:
+        return None
+    return expr if expr.is_finite is not False else None
+
+
+def _constants_equal(pred, gold) -> bool:
+    """Two numeric constants: within REL_TOL when either was written with a decimal point, else to 40 digits.
+
+    math-verify chops small differences to zero (10^{-24} "equals" 20^{-24}) and
+    rounds floats to 6 places, so constants are compared here instead, at 50
+    digits and relative to their size.
+    """
+    import sympy
+
+    a, b = pred.evalf(50), gold.evalf(50)
+    if not (a.is_finite and b.is_finite):
+        return bool(pred == gold)
+    scale = sympy.Max(abs(a), abs(b))
+    if scale == 0:
+        return True
+    written_inexactly = pred.has(sympy.Float) or gold.has(sympy.Float)
+    tolerance = sympy.Rational(REL_TOL.numerator, REL_TOL.denominator) if written_inexactly else sympy.Rational(1, 10**40)
+    return bool(abs(a - b) <= tolerance * scale)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(answer: str) -> tuple:
+    """math-verify's parse: (expression, text), or just (text,) when no expression could be read.
+
+    Cached: a gold is compared with every sample of its question (n samples, several
+    answers), and sympy objects are immutable. A timeout interrupts before anything is stored.
+    """
+    from math_verify import parse
+
+    return tuple(parse(_as_latex(answer), extraction_config=_latex_config(), parsing_timeout=None))
+
+
+def _math_verify_equal(pred: str, gold: str) -> bool:
+    """math-verify's verdict (numbers compared by `_constants_equal`), its own timeouts off; the caller bounds the time."""
+    from math_verify import verify
+
+    gold_parsed = _parse(gold)
+    if len(gold_parsed) < 2:
+        raise Unparseable(f"unparseable gold: {gold[:80]}")
+    pred_parsed = _parse(pred)
+    if len(pred_parsed) < 2:
+        raise Unparseable(f"unparseable answer: {pred[:80]}")
+    pred_constant, gold_constant = _constant(pred_parsed[0]), _constant(gold_parsed[0])
+    if pred_constant is not None and gold_constant is not None:
+        return _constants_equal(pred_constant, gold_constant)
+    return bool(verify(list(gold_parsed), list(pred_parsed), timeout_seconds=None))
 
 
 def verify_inline(pred: str, gold: str, timeout_s: float) -> tuple[bool, str | None]:
-    """(correct, error) for one extracted answer, in this process; main thread only."""
-    if normalise_answer(pred) == normalise_answer(gold):
-        return True, None
+    """(correct, error) for one extracted answer, in this process; main thread only.
+
+    The whole comparison runs under the deadline: the rules in `answers.py`
+    and each math-verify call they make. An unparseable side is reported as the
+    error of a wrong verdict (a later rule may still find the answer right).
+    """
+    problems: list[str] = []
+
+    def symbolic(p: str, g: str) -> bool:
+        try:
+            return _math_verify_equal(p, g)
+        except Unparseable as exc:
+            problems.append(str(exc))
+            return False
+
     try:
         with deadline(timeout_s):
-            return _math_verify_equal(pred, gold), None
+            correct = bool(answers_match(pred, gold, symbolic))
     except GradingTimeout:
         return False, TIMEOUT_ERROR
     except Exception as exc:  # a grader crash marks one item, it does not stop the run
         return False, f"{type(exc).__name__}: {exc}"[:200]
+    return correct, (None if correct or not problems else problems[-1])
 
 
 def verify_pairs(
@@ -142,10 +210,14 @@ def verify_pairs(
         workers = default_workers()
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
-    # Exact matches after normalising need no math-verify (and no worker round trip).
-    verdicts: list[tuple[bool, str | None] | None] = [
-        (True, None) if normalise_answer(pred) == normalise_answer(gold) else None for pred, gold in pairs
-    ]
+    # What the rules decide without math-verify (exact keys, numbers, choices) needs no worker round trip.
+    verdicts: list[tuple[bool, str | None] | None] = []
+    for pred, gold in pairs:
+        try:
+            quick = answers_match(pred, gold)
+        except Exception:  # a rule's bug: let the worker grade it and report the error
+            quick = None
+        verdicts.append(None if quick is None else (quick, None))
     todo = [i for i, verdict in enumerate(verdicts) if verdict is None]
     if not todo:
         return verdicts  # type: ignore[return-value]
@@ -164,7 +236,7 @@ def verify_pairs(
 
 
 def is_equivalent(pred: str | None, gold: str, timeout_s: float = 5.0) -> bool:
-    """Whether an extracted answer equals the gold answer (math-verify or exact after normalising).
+    """Whether an extracted answer equals the gold answer (the rules of `answers.py`, then math-verify).
 
     Meant for a process's main thread; from another thread it grades in a
     worker process instead (slower, but correct).

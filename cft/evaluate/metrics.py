@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from cft.evaluate.extract import normalise_answer
+from cft.evaluate.answers import normalise_answer
 
 
 def accuracy(correct: Sequence[bool]) -> float:
@@ -30,7 +30,11 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def majority_vote(answers: Sequence[str | None]) -> str | None:
-    """The most frequent answer (compared after normalising); ties go to the first seen; None if none."""
+    """The most frequent answer; ties go to the first seen; None if none.
+
+    Votes count normalised answers (`normalise_answer`), so equivalent spellings
+    vote together: 25, "25.0", "\\frac{50}{2}", "x = 25", "25 \\text{ cm}".
+    """
     counts: dict[str, int] = {}
     first_form: dict[str, str] = {}
     for answer in answers:

@@ -1,12 +1,18 @@
 """The resumable store of a generation stage: an append-only JSONL journal keyed by `id`.
 
-Every finished row is appended, flushed and fsynced at once, so a kill (even
-SIGKILL) loses at most the row being written. Reading forgives what a kill
+Every finished row is appended and flushed at once, so a killed process (even
+SIGKILL) loses at most the row being written: the operating system has the rest.
+fsync, which only matters if the machine itself goes down, is batched to at most
+one per `fsync_interval_s` (one per row would cap a stage at the disk's fsync rate:
+tens of rows a second on network filesystems); a machine crash loses at most that
+last interval's rows, which are generated again. Reading forgives what a kill
 leaves behind: a torn last line is dropped (its row is simply generated again)
 and a repeated id keeps its last row. `finalize` then writes the stage output
 atomically: exactly the planned ids, in plan order, once each, plus a failures
 file listing every planned id that has no row, with the reason, so nothing is
 dropped silently. Failed rows are not journaled, so the next run retries them.
+`compact` rewrites the journal down to the rows an output holds (atomically: a
+kill during it leaves the old journal whole).
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ def failures_path(out_path: str | Path) -> Path:
 
 
 class Journal:
-    def __init__(self, path: str | Path, *, fsync: bool = True):
+    def __init__(self, path: str | Path, *, fsync: bool = True, fsync_interval_s: float = 1.0):
         self.path = Path(path)
         self.fsync = fsync
+        self.fsync_interval_s = fsync_interval_s
         self.skipped_lines = 0  # unreadable lines seen by the last load (torn or corrupt)
+        self._lines = 0  # row lines in the file (repeats included): what compaction could drop
+        self._last_fsync = float("-inf")
         self._rows: dict[str, dict] | None = None
         self._failures: dict[str, dict] = {}
         self._fh = None
@@ -49,11 +58,19 @@ class Journal:
         return self._rows
 
     def done_ids(self) -> set[str]:
+        """A snapshot of the journaled ids (a copy: test membership with `id in journal`)."""
         return set(self.rows())
+
+    def __contains__(self, row_id: str) -> bool:
+        return row_id in self.rows()
+
+    def __len__(self) -> int:
+        return len(self.rows())
 
     def _load(self) -> dict[str, dict]:
         rows: dict[str, dict] = {}
         self.skipped_lines = 0
+        self._lines = 0
         if not self.path.exists():
             return rows
         with self.path.open("rb") as fh:
@@ -68,6 +85,7 @@ class Journal:
                 if isinstance(row, dict) and isinstance(row.get("id"), str):
                     rows.pop(row["id"], None)  # re-insert so the order is last-write order
                     rows[row["id"]] = row
+                    self._lines += 1
                 else:
                     self.skipped_lines += 1
         return rows
@@ -109,7 +127,7 @@ class Journal:
         self.append_many([row])
 
     def append_many(self, rows: Iterable[dict[str, Any]]) -> int:
-        """Write rows with one flush+fsync for all of them (seeding from an old output)."""
+        """Write rows with one flush for all of them (thread-safe)."""
         rows = list(rows)
         for row in rows:
             if not isinstance(row.get("id"), str):
@@ -120,24 +138,30 @@ class Journal:
         with self._lock:
             fh = self._open()
             fh.write(data)
-            fh.flush()
-            if self.fsync:
+            fh.flush()  # in the OS from here on: a killed process loses nothing written
+            now = time.monotonic()
+            if self.fsync and now - self._last_fsync >= self.fsync_interval_s:
                 os.fsync(fh.fileno())
+                self._last_fsync = now
             for row in rows:
                 self._rows.pop(row["id"], None)
                 self._rows[row["id"]] = row
                 self._failures.pop(row["id"], None)
+            self._lines += len(rows)
         return len(rows)
 
-    def record_failure(self, row_id: str, error: str, attempts: int) -> None:
-        """Remember why a row failed this run; written out by `finalize`, retried next run."""
+    def record_failure(self, row_id: str, error: str, attempts: int, reason: str = "error") -> None:
+        """Remember why a row failed this run; written out by `finalize`, retried next run.
+        `reason` is short and machine-readable (e.g. `prompt_too_long`), `error` the message."""
         with self._lock:
-            self._failures[row_id] = {"id": row_id, "error": error, "attempts": attempts,
-                                      "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            self._failures[row_id] = {"id": row_id, "reason": reason, "error": error, "attempts": attempts,
+                                      "time": _now()}
 
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:
+                if self.fsync:
+                    os.fsync(self._fh.fileno())
                 self._fh.close()
                 self._fh = None
 
@@ -149,11 +173,11 @@ class Journal:
 
     # -- output -----------------------------------------------------------------------
 
-    def finalize(self, ids_in_order: Iterable[str], out_path: str | Path) -> dict:
-        """Write the stage output (planned ids with a row, in order, once each) and its failures file.
+    def collect(self, ids_in_order: Iterable[str]) -> tuple[list[dict], list[dict]]:
+        """(rows, failures) for the planned ids: each id once, in plan order.
 
-        A planned id without a row and without a recorded failure (the run was
-        cut short before it was tried) is listed as `not generated`.
+        A planned id without a row and without a recorded failure (the run was cut
+        short before it was tried) is a failure with reason `not_generated`.
         """
         rows = self.rows()
         seen: set[str] = set()
@@ -167,25 +191,48 @@ class Journal:
                 ordered.append(rows[row_id])
             else:
                 failures.append(self._failures.get(row_id) or {
-                    "id": row_id, "error": "not generated (run interrupted or never attempted)",
-                    "attempts": 0, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                    "id": row_id, "reason": "not_generated",
+                    "error": "not generated (run interrupted or never attempted)", "attempts": 0, "time": _now()})
+        return ordered, failures
+
+    def finalize(self, ids_in_order: Iterable[str], out_path: str | Path) -> dict:
+        """Write the stage output (planned ids with a row, in order, once each) and its failures file."""
+        ids = list(ids_in_order)
+        ordered, failures = self.collect(ids)
         write_jsonl(out_path, ordered)
         write_jsonl(failures_path(out_path), failures)  # rewritten every run, empty when all done
-        return {"rows": len(ordered), "failed": len(failures), "planned": len(seen)}
+        return {"rows": len(ordered), "failed": len(failures), "planned": len(ordered) + len(failures)}
 
     def compact(self, keep_ids: Iterable[str] | None = None) -> int:
-        """Rewrite the journal without duplicates (and only `keep_ids`, if given); returns rows kept."""
+        """Rewrite the journal without repeats (and only `keep_ids`, if given); returns rows kept.
+
+        Nothing is rewritten when there is nothing to drop. The new journal is written
+        beside the old one and renamed over it, so a kill at any moment leaves either
+        the old journal or the new one, whole; a temp file a killed compaction left
+        behind is removed by the next one.
+        """
         from cft.data.io import atomic_path
 
         self.close()
-        rows = self._load()
-        if keep_ids is not None:
-            keep = set(keep_ids)
-            rows = {k: v for k, v in rows.items() if k in keep}
-        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
-            for row in rows.values():
-                fh.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self._rows = rows
+        with self._lock:
+            rows = self._rows if self._rows is not None else self._load()  # kept current by every append
+            if keep_ids is not None:
+                keep = set(keep_ids)
+                rows = {k: v for k, v in rows.items() if k in keep}
+            self._rows = rows
+            if self._lines == len(rows) and self.skipped_lines == 0:
+                return len(rows)
+            for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
+                for row in rows.values():
+                    fh.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._lines = len(rows)
+            self.skipped_lines = 0
         return len(rows)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -5,7 +5,7 @@ It is saved as an ordinary Hugging Face directory, so every stage loads it with
 
 Why Llama and PreTrainedTokenizerFast: with transformers 5.x a `qwen2` config makes
 AutoTokenizer return Qwen2Tokenizer, which swaps in Qwen2's pre-tokenizer and changes
-the encodings of a locally trained tokenizer (DESIGN.md section 6).
+the encodings of a locally trained tokenizer (docs/design.md, "Library facts").
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Lineage: what a training run was made from, so any model version leads back to its data.
 
-`collect_lineage` reads files only (dvc.yaml, dvc.lock, git, params); `log_lineage`
-writes the result onto an MLflow run; the register stage copies the run's `lineage.*`
-tags onto the model version. Tag names are stable (other code reads them):
+`collect_lineage` reads files only (dvc.yaml and dvc.lock through DVC's own API in
+cft.stages.graph, git, params); `log_lineage` writes the result onto an MLflow run; the
+register stage copies the run's `lineage.*` tags onto the model version. Tag names are
+stable (other code reads them, e.g. the retraining decision in cft.registry.retrain):
 
     lineage.dvc.<path>               md5 of an upstream DVC output as dvc.lock writes it
                                      (directories end in `.dir`), e.g.
@@ -56,78 +57,19 @@ def tag_name(prefix: str, path: str) -> str:
     return prefix + _BAD_TAG_CHARS.sub("_", path.strip("/"))
 
 
-def _load_yaml(path: Path) -> dict:
-    import yaml
-
-    if not path.exists():
-        return {}
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-
-
-def _entry_paths(entries) -> list[str]:
-    """dvc.yaml deps/outs are strings or one-key mappings (`path: {cache: false}`)."""
-    paths = []
-    for entry in entries or []:
-        paths.extend(entry.keys() if isinstance(entry, dict) else [entry])
-    return [str(p) for p in paths]
-
-
-def upstream_stages(dvc_yaml: dict, stage: str) -> set[str]:
-    """Every stage whose outputs `stage` depends on, directly or through others."""
-    stages = dvc_yaml.get("stages", {}) or {}
-    producer = {out: name for name, spec in stages.items() for out in _entry_paths(spec.get("outs"))}
-
-    def produced_by(dep: str) -> set[str]:
-        # A dep can be an output itself or a folder/file inside or around one.
-        return {name for out, name in producer.items() if dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")}
-
-    seen: set[str] = set()
-    todo = [stage]
-    while todo:
-        for dep in _entry_paths((stages.get(todo.pop()) or {}).get("deps")):
-            for name in produced_by(dep) - seen:
-                seen.add(name)
-                todo.append(name)
-    seen.discard(stage)
-    return seen
-
-
 def dvc_hashes(root: Path, stage: str = TRAIN_STAGE) -> dict[str, str] | None:
-    """md5 per path of the outputs of `stage`'s upstream stages (from dvc.lock), plus the
-    data those stages read that no stage produces. None when there is no dvc.lock."""
-    lock = _load_yaml(root / "dvc.lock")
-    if not lock:
-        return None
-    locked = lock.get("stages", {}) or {}
-    dvc_yaml = _load_yaml(root / "dvc.yaml")
-    # Without dvc.yaml every stage but this one and what follows it counts as upstream.
-    names = upstream_stages(dvc_yaml, stage) if dvc_yaml else set(locked) - {stage, "evaluate", "register"}
-    produced = {e["path"] for spec in locked.values() for e in spec.get("outs", []) or []}
-    hashes: dict[str, str] = {}
-    for name in sorted(names & set(locked)):
-        for out in locked[name].get("outs", []) or []:
-            if out.get("md5"):
-                hashes[out["path"]] = out["md5"]
-        for dep in locked[name].get("deps", []) or []:
-            path = dep["path"]
-            if dep.get("md5") and path not in produced and not path.startswith(CODE_PREFIXES) and not path.endswith(".py"):
-                hashes[path] = dep["md5"]
-    return hashes
+    """md5 per path of the outputs of `stage`'s upstream stages (as dvc.lock records them),
+    plus the data those stages read that no stage produces. None when there is no dvc.lock."""
+    from cft.stages.graph import upstream_data
 
-
-def locked_outputs(dvc_lock: Path) -> dict[str, str]:
-    """md5 of every stage output that a dvc.lock file records, by path ({} without the file)."""
-    return {
-        str(out["path"]).rstrip("/"): out["md5"]
-        for spec in (_load_yaml(dvc_lock).get("stages", {}) or {}).values()
-        for out in spec.get("outs", []) or []
-        if out.get("path") and out.get("md5")
-    }
+    return upstream_data(Path(root), stage, exclude_prefixes=CODE_PREFIXES)
 
 
 def locked_md5(root: Path, path: str) -> str | None:
     """The md5 dvc.lock records for `path` as some stage's output, or None."""
-    return locked_outputs(root / "dvc.lock").get(path)
+    from cft.stages.graph import recorded_md5
+
+    return recorded_md5(Path(root), path)
 
 
 def git_state(root: Path) -> tuple[str, bool]:

@@ -5,12 +5,13 @@ registers and manual promotions never interleave their read-decide-write.
 
 Aliases: `challenger` = the latest registered version; `champion` = the version served.
 Tags on a model version:
-    eval_average                      the evaluation average (0-100), when evaluation succeeded
+    gate.score                        the version's score on the gate's metric, when evaluation succeeded
+    gate.metric                       that metric's name (register.metric, e.g. "average")
     eval.status                       "ok", or "missing: ..." / "failed: ..."
     promotion.decision                promoted | rejected | already champion | promoted by hand | restored by rollback
     promotion.reason                  why, in words
     promotion.champion_before         the champion when the decision was made ("none" if none)
-    promotion.champion_average_before its average ("none" if unknown)
+    promotion.champion_score_before   its score on the gate's metric ("none" if unknown)
     promotion.previous_champion       set when the version becomes champion: the one it replaced
     promotion.rolled_back             "true" once rolled back; the gate never re-promotes it (a person can)
     lineage.*                         see cft.registry.lineage
@@ -29,12 +30,13 @@ from cft.registry.promotion import Decision, decide
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-SCORE_TAG = "eval_average"
+SCORE_TAG = "gate.score"
+METRIC_TAG = "gate.metric"
 EVAL_STATUS_TAG = "eval.status"
 DECISION_TAG = "promotion.decision"
 REASON_TAG = "promotion.reason"
 CHAMPION_BEFORE_TAG = "promotion.champion_before"
-CHAMPION_AVERAGE_BEFORE_TAG = "promotion.champion_average_before"
+CHAMPION_SCORE_BEFORE_TAG = "promotion.champion_score_before"
 PREVIOUS_CHAMPION_TAG = "promotion.previous_champion"
 ROLLED_BACK_TAG = "promotion.rolled_back"
 HISTORY_TAG = "champion.history"
@@ -49,7 +51,7 @@ class GateResult:
     decision: str
     reason: str
     champion_before: str | None
-    champion_average_before: float | None
+    champion_score_before: float | None
 
 
 def _not_found(exc) -> bool:
@@ -72,12 +74,29 @@ def _version_of(model_version) -> str | None:
     return str(model_version.version) if model_version is not None else None
 
 
-def score(version) -> float | None:
-    value = version.tags.get(SCORE_TAG) if version is not None else None
+def _number(value) -> float | None:
     try:
         return float(value) if value not in (None, "") else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None  # edited by hand into something else: treated as unevaluated
+
+
+def score(version) -> float | None:
+    """The score the gate recorded on a version (on whatever metric it used then)."""
+    return _number(version.tags.get(SCORE_TAG)) if version is not None else None
+
+
+def score_on(client, version, metric: str) -> float | None:
+    """A version's score on `metric`: its gate tag when measured on that metric, else the
+    `eval.<metric>` its run logged (register logs every evaluation number), so changing
+    `register.metric` compares like with like instead of scores of different metrics."""
+    if version is None:
+        return None
+    if version.tags.get(METRIC_TAG, "average") == metric and score(version) is not None:
+        return score(version)
+    if not getattr(version, "run_id", None):
+        return None
+    return _number(client.get_run(version.run_id).data.metrics.get(f"eval.{metric}"))
 
 
 def _require_version(client, name: str, version: str | None = None):
@@ -149,16 +168,18 @@ def _tag_decision(client, name: str, version: str, decision: str, reason: str, c
         DECISION_TAG: decision,
         REASON_TAG: reason,
         CHAMPION_BEFORE_TAG: _version_of(champion_before) or "none",
-        CHAMPION_AVERAGE_BEFORE_TAG: str(before_score) if before_score is not None else "none",
+        CHAMPION_SCORE_BEFORE_TAG: str(before_score) if before_score is not None else "none",
         "promotion.decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }.items():
         client.set_model_version_tag(name, version, key, value)
 
 
-def apply_promotion_gate(client, name: str, version: str, average: float | None, margin: float, eval_status: str = "ok") -> GateResult:
-    """Make `version` the challenger; make it champion when `decide` says so. Read, decide and
-    write happen under the registry lock, and the champion is re-read just before the alias
-    moves (compare-and-set): if it changed meanwhile (someone outside cft), decide again."""
+def apply_promotion_gate(client, name: str, version: str, value: float | None, margin: float, eval_status: str = "ok", *,
+                         metric: str = "average", higher_is_better: bool = True) -> GateResult:
+    """Make `version` the challenger; make it champion when `decide` says so (its `value` on
+    `metric` against the champion's). Read, decide and write happen under the registry lock,
+    and the champion is re-read just before the alias moves (compare-and-set): if it changed
+    meanwhile (someone outside cft), decide again."""
     version = str(version)
     with registry_lock(client, name):
         client.set_registered_model_alias(name, CHALLENGER, version)
@@ -166,13 +187,15 @@ def apply_promotion_gate(client, name: str, version: str, average: float | None,
         for _ in range(5):
             champion = version_by_alias(client, name, CHAMPION)
             if champion is not None and str(champion.version) == version:
-                return GateResult(version, False, True, "already champion", "already champion", version, score(champion))
+                return GateResult(version, False, True, "already champion", "already champion", version,
+                                  score_on(client, champion, metric))
             if mv.tags.get(ROLLED_BACK_TAG) == "true":
                 decision = Decision(False, "rolled back by hand earlier: only a manual promote brings it back")
-            elif average is None:
+            elif value is None:
                 decision = Decision(False, f"evaluation {eval_status}: never promoted")
             else:
-                decision = decide(average, score(champion), margin)
+                decision = decide(value, score_on(client, champion, metric), margin,
+                                  higher_is_better=higher_is_better, metric=metric)
             latest = version_by_alias(client, name, CHAMPION)
             if _version_of(latest) != _version_of(champion):
                 continue  # the champion moved between read and write: decide again
@@ -180,7 +203,8 @@ def apply_promotion_gate(client, name: str, version: str, average: float | None,
                 _make_champion(client, name, version, champion)
             label = "promoted" if decision.promote else "rejected"
             _tag_decision(client, name, version, label, decision.reason, champion)
-            return GateResult(version, decision.promote, decision.promote, label, decision.reason, _version_of(champion), score(champion))
+            return GateResult(version, decision.promote, decision.promote, label, decision.reason, _version_of(champion),
+                              score_on(client, champion, metric))
         raise RuntimeError(f"{name}: the champion kept changing while deciding on version {version}")
 
 

@@ -4,12 +4,18 @@
 
 Row: id, response_id, problem_id, question, response, gold_answer, response_correct,
 teacher, prompt_version, critique, verdict (parsed; null when none is found). An
-empty or malformed critique is kept: validation judges it. LLM teachers are
-incremental and resumable exactly like the respond stage (journal + failures file).
+empty or malformed critique is kept (`empty: true` when the teacher returned no
+text): validation judges it. LLM teachers are incremental and resumable exactly like
+the respond stage (journal + failures file, compacted when the stage succeeds).
+
+The default teacher, `reference`, is an offline stand-in that only compares final
+answers; with a real student model the stage warns that an LLM teacher is needed.
 """
 
 from __future__ import annotations
 
+import sys
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 from cft.config import Params, TeacherConfig
@@ -18,10 +24,12 @@ from cft.critique.reference import reference_critique
 from cft.critique.verdict import parse_verdict
 from cft.data.ids import content_id
 from cft.data.io import DataError, read_jsonl, write_json, write_jsonl
-from cft.generate.base import Sampling
+from cft.generate.base import Generation, Sampling
 from cft.generate.incremental import PlannedRow, generate_journaled
 from cft.generate.journal import Journal, failures_path
 from cft.stages.respond import journal_path
+
+EMBEDDED_STUDENT = "models/tiny"  # the embedded default's student (the tiny_model stage's output)
 
 
 def critique_row(resp: dict, problem: dict, teacher: str, prompt_version: str, critique: str, row_id: str) -> dict:
@@ -38,6 +46,20 @@ def critique_row(resp: dict, problem: dict, teacher: str, prompt_version: str, c
         "critique": critique,
         "verdict": parse_verdict(critique).label,
     }
+
+
+def reference_critic_warning(params: Params) -> str | None:
+    """Why the reference critic is the wrong teacher for these students, if it is."""
+    if not any(t.kind == "reference" for t in params.critique.teachers):
+        return None
+    real = sorted({m.name_or_path for m in params.respond.models
+                   if m.kind == "llm" and Path(m.name_or_path).as_posix().rstrip("/") != EMBEDDED_STUDENT})
+    if not real:
+        return None
+    return (f"critique.teachers uses the offline reference critic with student model(s) {', '.join(real)}: it only "
+            "compares final answers and writes a one-line critique, not the step-by-step critiques CFT trains on. "
+            "Use an LLM teacher (critique.teachers: [{kind: llm, model: ..., backend: openai|vllm}], see the README, "
+            "'Pointing it at a real model').")
 
 
 def reference_rows(pairs: list[tuple[dict, dict]]) -> list[dict]:
@@ -74,7 +96,7 @@ def plan_llm(pairs: list[tuple[dict, dict]], teacher: TeacherConfig) -> list[Pla
 def run(params: Params, problems_path: Path, responses_path: Path, out: Path, metrics_path: Path | None = None) -> dict:
     from cft.data.importers import import_critiques
     from cft.generate import get_generator
-    from cft.stages.usage import log_usage
+    from cft.stages.usage import start_usage_logging
 
     problems = {p["id"]: p for p in read_jsonl(problems_path)}
     pairs = []
@@ -83,11 +105,17 @@ def run(params: Params, problems_path: Path, responses_path: Path, out: Path, me
             raise DataError(f"{responses_path}:{line}: problem_id '{resp.get('problem_id')}' is not in {problems_path}")
         pairs.append((resp, problems[resp["problem_id"]]))
 
+    warning = reference_critic_warning(params)
+    if warning:
+        print(f"[cft.critique] WARNING: {warning}", file=sys.stderr, flush=True)
+
     rows: list[dict] = []
+    failures: list[dict] = []
     summary: dict = {"teachers": {}, "imported": 0, "import_failures": 0, "failed": 0}
     usage: dict = {}
     llm_ids: list[str] = []
-    with Journal(journal_path(out)) as journal:
+    with Journal(journal_path(out)) as journal, ExitStack() as later:
+        usage_log = None
         for teacher in params.critique.teachers:
             if teacher.kind == "reference":
                 made = reference_rows(pairs)
@@ -96,33 +124,39 @@ def run(params: Params, problems_path: Path, responses_path: Path, out: Path, me
                 continue
             planned = plan_llm(pairs, teacher)
             llm_ids.extend(p.id for p in planned)
-            generator = get_generator(teacher.backend, teacher.model, **teacher.generator_options())
+            if all(p.id in journal for p in planned):
+                summary["teachers"][f"{teacher.model}:{teacher.prompt_version}"] = {
+                    "planned": len(planned), "reused": len(planned), "generated": 0, "failed": 0}
+                continue  # nothing to ask: do not even connect (or load a model)
 
-            def make_row(p: PlannedRow, gen, teacher=teacher) -> dict:
-                return critique_row(p.meta["resp"], p.meta["problem"], teacher.model, teacher.prompt_version, gen.text, p.id)
+            def make_row(p: PlannedRow, gen: Generation, teacher=teacher) -> dict:
+                row = critique_row(p.meta["resp"], p.meta["problem"], teacher.model, teacher.prompt_version, gen.text, p.id)
+                if gen.empty:
+                    row["empty"] = True  # kept (not paid for again); validation quarantines it
+                return row
 
-            part = generate_journaled(generator, planned, llm_sampling(teacher), journal, make_row, desc=f"critique {teacher.model}")
+            usage_log = usage_log or later.enter_context(start_usage_logging(params, "critique"))
+            with closing(get_generator(teacher.backend, teacher.model, **teacher.generator_options())) as generator:
+                part = generate_journaled(generator, planned, llm_sampling(teacher), journal, make_row,
+                                          desc=f"critique {teacher.model}")
+                usage.update(getattr(generator, "usage", dict)())
             summary["teachers"][f"{teacher.model}:{teacher.prompt_version}"] = part
-            usage.update(getattr(generator, "usage", dict)())
-        # finalize writes the LLM rows (planned order) and the failures file
-        final = journal.finalize(llm_ids, out)
-        summary["failed"] = final["failed"]
-        rows.extend(read_jsonl(out))
-    import_failures = []
-    for source in params.critique.imports:
-        imported, failures = import_critiques(source.path, source.format)
-        rows.extend(imported)
-        import_failures.extend(failures)
-        summary["imported"] += len(imported)
-    if import_failures:
-        # Unreadable imported rows are never dropped silently: they join the failures file.
-        failures_file = failures_path(out)
-        write_jsonl(failures_file, read_jsonl(failures_file) + import_failures)
-        summary["import_failures"] = len(import_failures)
-    summary["rows"] = write_jsonl(out, rows)
-    if usage:
-        summary["usage"] = usage
-        log_usage(params, "critique", usage)
+        llm_rows, failures = journal.collect(llm_ids)
+        rows.extend(llm_rows)
+        summary["failed"] = len(failures)
+        for source in params.critique.imports:
+            imported, import_failures = import_critiques(source.path, source.format)
+            rows.extend(imported)
+            # Unreadable imported rows are never dropped silently: they join the failures file.
+            failures.extend(import_failures)
+            summary["imported"] += len(imported)
+            summary["import_failures"] += len(import_failures)
+        summary["rows"] = write_jsonl(out, rows)
+        write_jsonl(failures_path(out), failures)  # rewritten every run, empty when all done
+        journal.compact(llm_ids)  # the output holds every LLM critique worth keeping
+        if usage:
+            summary["usage"] = usage
+            usage_log.log(usage)
     if metrics_path:
         write_json(metrics_path, summary)
     return summary

@@ -1,24 +1,29 @@
-"""Stage evaluate: the paper's protocol (zero-shot, greedy, boxed answers) on math benchmarks.
+"""Stage evaluate: one model on the math benchmarks (the paper's protocol), and as a critic.
 
-    cft evaluate --model models/cft --predictions data/eval/predictions.jsonl \
-        --metrics metrics/eval.json --report-dir reports/comparison
+    cft evaluate --model models/cft --name cft --out-dir data/eval/cft --metrics metrics/eval/cft.json
 
-Metrics: accuracy per benchmark (0-100, as in the paper; the mean over samples when
-n > 1, with pass@k and maj@n beside it) and their unweighted average. Baseline models
-from params are evaluated the same way, and every model lands in a comparison report
-laid out like the paper's Table 2 (markdown + bar chart).
+Benchmarks: zero-shot, greedy, boxed answers; accuracy per benchmark (0-100; the mean over
+samples when n > 1, with pass@k and maj@n beside it) and their unweighted average.
+
+Critic: the model critiques, with the CFT prompt, held-out (question, response) pairs whose
+correctness grading knows (`data/train/heldout/critic.jsonl`, from the build stage), and
+then its own benchmark answers (self-critique; the paper says CFT models cannot do this).
+Verdicts are parsed with the project's verdict parser (`cft.evaluate.critic`).
+
+Writes `<out-dir>/predictions.jsonl`, `<out-dir>/critiques.jsonl` (every critique with its
+verdict and the truth) and the metrics JSON; `cft report` lays every model out side by side.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from cft import REPO_ROOT
 from cft.config import BenchmarkConfig, EvaluateConfig, Params
-from cft.data.io import write_json, write_jsonl
+from cft.data.io import read_jsonl, write_json, write_jsonl
 
 SHIPPED_BENCHMARKS = Path("sources/benchmarks")
+HELDOUT_CRITIC = Path("data/train/heldout/critic.jsonl")
 
 
 def load_benchmark(bench: BenchmarkConfig):
@@ -35,20 +40,38 @@ def load_benchmark(bench: BenchmarkConfig):
     return load_problems(shipped, bench.name, limit=bench.limit)
 
 
-def evaluate_model(cfg: EvaluateConfig, model: str, benchmarks: dict[str, list]) -> tuple[dict, list[dict]]:
+def solve_chat(cfg: EvaluateConfig, question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": cfg.system_prompt}, {"role": "user", "content": question}]
+
+
+def generate_rows(generator, chats: list, sampling, desc: str) -> tuple[list, list[str | None]]:
+    """(generations, error per row): a row that failed for good is an empty answer, graded wrong,
+    with its error kept; the evaluation fails only when every row failed (the backend is down)."""
+    from cft.generate import Generation
+    from cft.generate.progress import GenerationFailed, generate_with_progress
+
+    try:
+        return generate_with_progress(generator, chats, sampling, desc=desc), [None] * len(chats)
+    except GenerationFailed as exc:
+        if len(exc.errors) == len(chats):
+            raise RuntimeError(f"{desc}: every generation failed; first: {exc.errors[min(exc.errors)]}") from None
+        outs = [g if g is not None else Generation("", 0, 0) for g in exc.results]
+        return outs, [str(exc.errors[i])[:300] if i in exc.errors else None for i in range(len(chats))]
+
+
+def benchmark_metrics(cfg: EvaluateConfig, generator, model: str, benchmarks: dict[str, list]) -> tuple[dict, list[dict]]:
     """(metrics, per-sample predictions) of one model on the loaded benchmarks."""
     from cft.evaluate.grade import grade_responses
     from cft.evaluate.metrics import sampled_metrics, summarise
-    from cft.generate import Sampling, get_generator
+    from cft.generate import Sampling
 
-    generator = get_generator(cfg.backend, model, **cfg.generator_options())
     predictions, per_benchmark, extra = [], {}, {}
     for name, items in benchmarks.items():
-        chats = [[{"role": "system", "content": cfg.system_prompt}, {"role": "user", "content": it.question}] for it in items]
+        chats = [solve_chat(cfg, it.question) for it in items]
         samples = []
         for k in range(cfg.samples):
             sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + k)
-            outs = generator.generate(chats, sampling)
+            outs, errors = generate_rows(generator, chats, sampling, f"evaluate {name}" + (f" sample {k + 1}" if cfg.samples > 1 else ""))
             grades = grade_responses([(g.text, it.gold_answer) for it, g in zip(items, outs)], timeout_s=cfg.grade_timeout_s)
             samples.append(grades)
             predictions.extend(
@@ -62,8 +85,10 @@ def evaluate_model(cfg: EvaluateConfig, model: str, benchmarks: dict[str, list])
                     "extracted_answer": gr.extracted,
                     "gold_answer": it.gold_answer,
                     "correct": gr.correct,
+                    "grading_error": gr.error,
+                    "generation_error": error,
                 }
-                for it, g, gr in zip(items, outs, grades)
+                for it, g, gr, error in zip(items, outs, grades, errors)
             )
         per_benchmark[name] = [gr.correct for grades in samples for gr in grades]
         if cfg.samples > 1:
@@ -72,38 +97,82 @@ def evaluate_model(cfg: EvaluateConfig, model: str, benchmarks: dict[str, list])
     metrics = summarise(per_benchmark)
     for name, values in extra.items():
         metrics["benchmarks"][name].update(values)
-    metrics["model"] = model
     return metrics, predictions
 
 
-def run(params: Params, model: str, predictions_path: Path, metrics_path: Path, report_dir: Path | None = None) -> dict:
+def spread(rows: list[dict], limit: int, key: str) -> list[dict]:
+    """Up to `limit` rows taken round-robin over the values of `key`, so every benchmark is represented."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row)
+    picked: list[dict] = []
+    for i in range(max((len(g) for g in groups.values()), default=0)):
+        for group in groups.values():
+            if i < len(group) and len(picked) < limit:
+                picked.append(group[i])
+    return picked
+
+
+def critique_rows(cfg: EvaluateConfig, generator, pairs: list[dict], kind: str) -> tuple[dict, list[dict]]:
+    """Critic metrics and the critiques of (question, response, correct) rows."""
+    from cft.evaluate.critic import critic_chat, critic_metrics, verdict_of
+    from cft.generate import Sampling
+
+    sampling = Sampling(temperature=0.0, max_new_tokens=cfg.critic.max_new_tokens, seed=cfg.seed)
+    chats = [critic_chat(p["question"], p["response"]) for p in pairs]
+    outs, _ = generate_rows(generator, chats, sampling, f"critique ({kind})") if pairs else ([], [])
+    verdicts = [verdict_of(g.text) for g in outs]
+    rows = [
+        {"kind": kind, "id": p["id"], "question": p["question"], "response": p["response"], "correct": p["correct"],
+         "critique": g.text, "verdict": v}
+        for p, g, v in zip(pairs, outs, verdicts)
+    ]
+    return critic_metrics([p["correct"] for p in pairs], verdicts), rows
+
+
+def log_to_mlflow(params: Params, model: str, name: str, metrics: dict, group: str) -> str:
+    """The metrics as `eval.*` on the run that trained `model` (a new `evaluate-<name>` run for a
+    model cft did not train), tagged with the pipeline's run group; returns the run id."""
+    from mlflow import MlflowClient
+
+    from cft.registry.tracking import RUN_GROUP_TAG, experiment_id, log_evaluation, resolve_tracking_uri, training_run_id
+
+    cfg = params.register_
+    client = MlflowClient(resolve_tracking_uri(cfg))
+    run_id = training_run_id(client, Path(model)) if Path(model).is_dir() else None
+    if run_id is None:
+        run_id = client.create_run(experiment_id(cfg), run_name=f"evaluate-{name}",
+                                   tags={"cft.stage": "evaluate", "cft.model": model}).info.run_id
+        client.set_terminated(run_id, "FINISHED")
+    client.set_tag(run_id, RUN_GROUP_TAG, group)
+    log_evaluation(client, run_id, metrics)
+    return run_id
+
+
+def run(params: Params, model: str, name: str, out_dir: Path, metrics_path: Path, heldout: Path = HELDOUT_CRITIC) -> dict:
+    from cft.generate import get_generator
+
     cfg = params.evaluate
     benchmarks = {bench.name: load_benchmark(bench) for bench in cfg.benchmarks}
-    metrics, predictions = evaluate_model(cfg, model, benchmarks)
-    summaries = {cfg.name: metrics}
-    for baseline in cfg.baselines:
-        summaries[baseline.name], rows = evaluate_model(cfg, baseline.model, benchmarks)
-        predictions.extend(rows)
-    write_jsonl(predictions_path, predictions)
+    generator = get_generator(cfg.backend, model, **cfg.generator_options())
+    try:
+        metrics, predictions = benchmark_metrics(cfg, generator, model, benchmarks)
+        critiques: list[dict] = []
+        if cfg.critic.limit:
+            pairs = read_jsonl(heldout)[: cfg.critic.limit] if heldout.exists() else []
+            if pairs:
+                metrics["critic"], rows = critique_rows(cfg, generator, pairs, "heldout")
+                critiques += rows
+            own = spread([p for p in predictions if p["sample_index"] == 0], cfg.critic.limit, "benchmark")
+            metrics["self_critique"], rows = critique_rows(cfg, generator, own, "self")
+            critiques += rows
+    finally:
+        getattr(generator, "close", lambda: None)()
+    metrics.update(model=model, name=name)
+    write_jsonl(out_dir / "predictions.jsonl", predictions)
+    write_jsonl(out_dir / "critiques.jsonl", critiques)
     write_json(metrics_path, metrics)
-    if report_dir is not None:
-        write_comparison(summaries, report_dir)
+    from cft.registry.tracking import run_group
+
+    log_to_mlflow(params, model, name, metrics, run_group(heldout.parent))
     return metrics
-
-
-def write_comparison(summaries: dict[str, dict], report_dir: Path) -> None:
-    """Table 2 of the paper for these models: comparison.md, comparison.png, comparison.json."""
-    from cft.evaluate.report import comparison_chart, comparison_table, results_from_summaries
-
-    results = results_from_summaries(summaries)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "comparison.md").write_text(comparison_table(results) + "\n", encoding="utf-8")
-    comparison_chart(results, report_dir / "comparison.png")
-    write_json(report_dir / "comparison.json", summaries)
-
-
-def compare_files(named_metrics: dict[str, Path], report_dir: Path) -> str:
-    """Build the comparison from eval.json files of separate runs (e.g. one `dvc exp run` per mode)."""
-    summaries = {name: json.loads(Path(path).read_text(encoding="utf-8")) for name, path in named_metrics.items()}
-    write_comparison(summaries, report_dir)
-    return (report_dir / "comparison.md").read_text(encoding="utf-8")

@@ -22,13 +22,11 @@ from pathlib import Path
 
 from cft.config import Params
 from cft.data.io import atomic_path, write_json
-from cft.registry.lineage import DVC_PREFIX, collect_lineage, flatten, locked_md5, log_lineage, run_lineage, tag_name
-from cft.registry.manage import EVAL_STATUS_TAG, SCORE_TAG, apply_promotion_gate, find_version_for_run, register_version
-from cft.registry.promotion import evaluation_average
-from cft.registry.tracking import experiment_id, resolve_tracking_uri
+from cft.registry.lineage import DVC_PREFIX, collect_lineage, locked_md5, log_lineage, run_lineage, tag_name
+from cft.registry.manage import EVAL_STATUS_TAG, METRIC_TAG, SCORE_TAG, apply_promotion_gate, find_version_for_run, register_version
+from cft.registry.promotion import evaluation_score
+from cft.registry.tracking import experiment_id, log_evaluation, resolve_tracking_uri, training_run_id
 
-RUN_FILE = "mlflow_run.json"  # written beside the checkpoint by the train stage
-REPORT = Path("reports/registry.md")
 
 
 def _pip_requirements() -> list[str]:
@@ -43,31 +41,6 @@ def _read_json(path: Path):
         return None
     except ValueError:
         return {"error": f"{path} is not valid JSON"}
-
-
-def _training_run_id(client, model_dir: Path) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    run_file = model_dir / RUN_FILE
-    if not run_file.exists():
-        return None
-    run_id = json.loads(run_file.read_text())["run_id"]
-    try:
-        client.get_run(run_id)
-        return run_id
-    except MlflowException:
-        print(f"warning: training run {run_id} is not in {client.tracking_uri}; logging to a new run")
-        return None
-
-
-def _log_eval_metrics(client, run_id: str, evaluation) -> None:
-    from mlflow.entities import Metric
-    from mlflow.utils.time import get_current_time_millis
-
-    now = get_current_time_millis()
-    numbers = {k: v for k, v in flatten(evaluation or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if numbers:
-        client.log_batch(run_id, metrics=[Metric(f"eval.{k}", float(v), now, 0) for k, v in numbers.items()])
 
 
 def _log_model(model_dir: Path, run_id: str, ref: dict | None):
@@ -112,9 +85,9 @@ def run(params: Params, model_dir: Path, eval_metrics_path: Path, out: Path, *, 
     exp_id = experiment_id(cfg, root)
     client = MlflowClient(resolve_tracking_uri(cfg, root))
     name = cfg.model_name
-    run_id = _training_run_id(client, model_dir)
+    run_id = training_run_id(client, model_dir)
     evaluation = _read_json(eval_metrics_path)
-    average, eval_status = evaluation_average(evaluation)
+    value, eval_status = evaluation_score(evaluation, cfg.metric)
     notes = []
 
     version = find_version_for_run(client, name, run_id) if run_id else None
@@ -125,7 +98,8 @@ def run(params: Params, model_dir: Path, eval_metrics_path: Path, out: Path, *, 
             run_id = client.create_run(exp_id, run_name="register", tags={"cft.stage": "register"}).info.run_id
             log_lineage(client, run_id, collect_lineage(root, params), params)
             notes.append("no training run found: lineage collected at register time")
-        _log_eval_metrics(client, run_id, evaluation)
+        if f"eval.{cfg.metric}" not in client.get_run(run_id).data.metrics:  # the evaluate stage logs them
+            log_evaluation(client, run_id, evaluation)
         ref = None
         if cfg.log_weights == "reference":
             from cft.registry.checkpoint_ref import make_ref
@@ -138,27 +112,43 @@ def run(params: Params, model_dir: Path, eval_metrics_path: Path, out: Path, *, 
             client, name, info.model_uri, run_id, model_id=info.model_id, tags=_version_tags(client, run_id, root, model_dir)
         )
     client.set_model_version_tag(name, version.version, EVAL_STATUS_TAG, eval_status)
-    if average is not None:
-        client.set_model_version_tag(name, version.version, SCORE_TAG, str(average))
+    if value is not None:
+        client.set_model_version_tag(name, version.version, SCORE_TAG, str(value))
+        client.set_model_version_tag(name, version.version, METRIC_TAG, cfg.metric)
 
-    gate = apply_promotion_gate(client, name, version.version, average, cfg.promotion_margin, eval_status)
+    gate = apply_promotion_gate(client, name, version.version, value, cfg.promotion_margin, eval_status,
+                                metric=cfg.metric, higher_is_better=cfg.higher_is_better)
     result = {
         "model_name": name,
         "version": int(version.version),
         "run_id": run_id,
         "log_weights": cfg.log_weights,
         "eval_status": eval_status,
-        "challenger_average": average,
+        "metric": cfg.metric,
+        "challenger_score": value,
         "champion_version_before": int(gate.champion_before) if gate.champion_before else None,
-        "champion_average_before": gate.champion_average_before,
+        "champion_score_before": gate.champion_score_before,
         "champion": gate.is_champion,
         "decision": gate.decision,
         "reason": gate.reason,
         "notes": notes,
     }
     write_json(out, result)
-    write_report(report or root / REPORT, result, client.get_model_version(name, version.version).tags)
+    write_report(report or report_path(root, out), result, client.get_model_version(name, version.version).tags)
     return result
+
+
+def report_path(root: Path, out: Path) -> Path:
+    """The Markdown output that dvc.yaml gives the stage writing `out`; beside `out` outside a DVC project."""
+    from cft.stages.graph import outputs, producer
+
+    try:
+        rel = Path(out).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        rel = None
+    stage = producer(root, rel) if rel else None
+    pages = [p for p in outputs(root, stage, metrics=False) if p.endswith(".md")] if stage else []
+    return Path(root) / pages[0] if pages else Path(out).with_suffix(".md")
 
 
 def write_report(path: Path, result: dict, version_tags: dict[str, str]) -> None:
@@ -168,8 +158,8 @@ def write_report(path: Path, result: dict, version_tags: dict[str, str]) -> None
         "",
         f"- decision: **{result['decision']}** ({result['reason']})",
         f"- champion now: {'this version' if result['champion'] else 'unchanged'}",
-        f"- evaluation: {result['eval_status']}, average {result['challenger_average']}",
-        f"- champion before: version {result['champion_version_before']}, average {result['champion_average_before']}",
+        f"- evaluation: {result['eval_status']}, {result['metric']} {result['challenger_score']}",
+        f"- champion before: version {result['champion_version_before']}, {result['metric']} {result['champion_score_before']}",
         f"- training run: `{result['run_id']}`, weights logged by {result['log_weights']}",
         *[f"- note: {n}" for n in result["notes"]],
         "",

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cft.config import Params
+from cft.config import Params, ValidateConfig
 from cft.data.io import write_json
 
 
-def run(params: Params, critiques_path: Path, out_dir: Path, report_dir: Path, summary_path: Path | None, log_to_mlflow: bool = True) -> dict:
+def run(params: Params | None, critiques_path: Path, out_dir: Path, report_dir: Path, summary_path: Path | None, log_to_mlflow: bool = True) -> dict:
+    """Validate one critique file. `params` None (no project, e.g. a user's own file in any
+    folder): the `ValidateConfig` defaults, and nothing is logged to MLflow."""
     from cft.validate import validate_file
 
-    cfg = params.validate_
+    cfg = params.validate_ if params is not None else ValidateConfig()
     result = validate_file(
         critiques_path,
         out_dir,
@@ -33,7 +35,7 @@ def run(params: Params, critiques_path: Path, out_dir: Path, report_dir: Path, s
     summary = result.summary
     if summary_path is not None:
         write_json(summary_path, summary)
-    if log_to_mlflow:
+    if log_to_mlflow and params is not None:
         _log_summary(params, summary, summary_path)
     return summary
 

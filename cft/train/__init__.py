@@ -7,4 +7,12 @@ never initialises CUDA.
 
 from cft.train.config import BestCheckpointConfig, LoraConfig, TrainConfig
 
-__all__ = ["BestCheckpointConfig", "LoraConfig", "TrainConfig"]
+
+class TrainingError(RuntimeError):
+    """The training subprocess failed; the message names the exit code and the command.
+
+    Defined here, not in the launcher: every `cft` command catches it, and importing the
+    launcher would make every stage depend on the training code."""
+
+
+__all__ = ["BestCheckpointConfig", "LoraConfig", "TrainConfig", "TrainingError"]

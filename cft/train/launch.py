@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from cft import REPO_ROOT as REPO
+from cft.train import TrainingError
+from cft.train.checkpoints import default_checkpoint_dir
 from cft.train.config import TrainConfig
 
-
-class TrainingError(RuntimeError):
-    """The training subprocess failed; the message names the exit code and the command."""
+__all__ = ["TrainingError", "launch_command", "launch_training"]
 
 
 def resolve_accelerate_config(config_file: str | Path) -> Path:
@@ -33,13 +33,27 @@ def resolve_accelerate_config(config_file: str | Path) -> Path:
     return path
 
 
-def accelerate_num_processes(config_file: str | Path) -> int:
-    """`num_processes` of an accelerate YAML (1 when absent)."""
+def read_accelerate_config(config_file: str | Path) -> dict[str, Any]:
     import yaml
 
-    path = resolve_accelerate_config(config_file)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return int(data.get("num_processes") or 1)
+    return yaml.safe_load(resolve_accelerate_config(config_file).read_text(encoding="utf-8")) or {}
+
+
+def check_launchable(cfg: TrainConfig, accelerate: dict[str, Any]) -> None:
+    """Refuse combinations that would train for hours and then fail, save no model, or silently
+    run something else than the config says."""
+    fsdp = accelerate.get("fsdp_config") or {}
+    if accelerate.get("distributed_type") == "FSDP" and accelerate.get("use_cpu"):
+        raise ValueError(
+            f"{cfg.accelerate_config}: FSDP with use_cpu: accelerate 1.15 switches to FSDP only from a GPU-family "
+            "process group, so CPU processes would silently train plain DDP; use configs/accelerate/cpu_ddp.yaml"
+        )
+    if cfg.best_checkpoint is not None and accelerate.get("distributed_type") == "FSDP" \
+            and "SHARDED" in str(fsdp.get("fsdp_state_dict_type", "")):
+        raise ValueError(
+            f"train.best_checkpoint exports a checkpoint's weights, but {cfg.accelerate_config} saves sharded "
+            "checkpoints (fsdp_state_dict_type: SHARDED_STATE_DICT) that hold none: use FULL_STATE_DICT"
+        )
 
 
 def launch_command(
@@ -51,6 +65,7 @@ def launch_command(
     metrics_path: str | Path,
     plot_path: str | Path,
     num_processes: int,
+    eval_file: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
     python: str | None = None,
     extra_launch_args: list[str] | None = None,
@@ -72,6 +87,7 @@ def launch_command(
         str(config_json),
         "--train-file",
         str(train_file),
+        *(["--eval-file", str(eval_file)] if eval_file else []),
         "--output-dir",
         str(output_dir),
         "--metrics",
@@ -89,20 +105,27 @@ def launch_training(
     output_dir: str | Path,
     metrics_path: str | Path,
     plot_path: str | Path,
+    eval_file: str | Path | None = None,
     env: dict[str, str] | None = None,
     checkpoint_dir: str | Path | None = None,
     config_json: str | Path | None = None,
     extra_launch_args: list[str] | None = None,
+    scoring: dict[str, Any] | None = None,
 ) -> subprocess.CompletedProcess:
     """Write the resolved config, run `accelerate launch`, stream its output; raise on failure.
 
-    `env` is added to this process's environment (MLflow tracking URI / experiment,
-    CFT_RUN_NAME, OMP_NUM_THREADS, ...). The resolved config goes to
-    `<output_dir>/train_config.json` unless `config_json` is given.
+    `env` is added to this process's environment (MLflow tracking URI / experiment / run,
+    OMP_NUM_THREADS, ...). The resolved config goes to `<checkpoint_dir>/train_config.json`
+    unless `config_json` is given (the output folder is replaced when training ends).
+    With `train.best_checkpoint`, the checkpoints are then scored with `scoring`
+    (`{"backend", "options", "system_prompt", "grade_timeout_s"}`: the evaluate stage's).
     """
-    num_processes = cfg.num_processes or accelerate_num_processes(cfg.accelerate_config)
+    accelerate = read_accelerate_config(cfg.accelerate_config)
+    check_launchable(cfg, accelerate)
+    num_processes = cfg.num_processes or int(accelerate.get("num_processes") or 1)  # the file's, unless params say
     output_dir = Path(output_dir)
-    config_json = Path(config_json) if config_json else output_dir / "train_config.json"
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(output_dir)
+    config_json = Path(config_json) if config_json else checkpoint_dir / "train_config.json"
     config_json.parent.mkdir(parents=True, exist_ok=True)
     config_json.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
     cfg = cfg.model_copy(update={"accelerate_config": str(resolve_accelerate_config(cfg.accelerate_config))})
@@ -110,6 +133,7 @@ def launch_training(
         cfg,
         config_json=config_json,
         train_file=train_file,
+        eval_file=eval_file,
         output_dir=output_dir,
         metrics_path=metrics_path,
         plot_path=plot_path,
@@ -120,6 +144,10 @@ def launch_training(
     full_env: dict[str, Any] = {**os.environ, **(env or {})}
     # The package must be importable in the workers even when not pip-installed.
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), full_env.get("PYTHONPATH", "")) if p)
+    if accelerate.get("use_cpu") and num_processes > 1:
+        # accelerate launches CPU processes with torchrun (a MULTI_GPU config) but does not tell them
+        # to use the CPU, and its MULTI_CPU type needs mpirun: this makes them join a gloo group.
+        full_env["ACCELERATE_USE_CPU"] = "true"
     print("[cft.train] " + " ".join(cmd), flush=True)
     # Output is inherited, not captured: it streams live and long runs never fill a pipe.
     result = subprocess.run(cmd, env=full_env)
@@ -127,8 +155,8 @@ def launch_training(
         raise TrainingError(f"training failed with exit code {result.returncode}: {' '.join(cmd)}")
     if cfg.best_checkpoint is not None:
         select = [sys.executable, "-m", "cft.train.select_best", "--config", str(config_json),
-                  "--checkpoint-dir", str(checkpoint_dir or output_dir / "checkpoints"),
-                  "--output-dir", str(output_dir), "--metrics", str(metrics_path)]
+                  "--checkpoint-dir", str(checkpoint_dir), "--output-dir", str(output_dir),
+                  "--metrics", str(metrics_path), *(["--scoring", json.dumps(scoring)] if scoring else [])]
         print("[cft.train] " + " ".join(select), flush=True)
         if subprocess.run(select, env=full_env).returncode != 0:
             raise TrainingError(f"best-checkpoint selection failed: {' '.join(select)}")

@@ -1,4 +1,5 @@
-"""Training on CUDA: a bf16 step and packed / padding-free batches (skipped without CUDA)."""
+"""Training on CUDA: a bf16 step, packed / padding-free batches, and FSDP (one GPU) saving a
+loadable model, full and LoRA-merged (skipped without CUDA)."""
 
 import importlib.util
 import json
@@ -39,9 +40,10 @@ def workdir(tmp_path_factory):
     return root
 
 
-def _cfg(workdir, **kw):
-    base = dict(base_model=str(workdir / "tiny"), per_device_batch_size=4, global_batch_size=4, max_steps=2, save_steps=10)
-    return TrainConfig(**{**base, **kw})
+def _cfg(workdir, accelerate_config="configs/accelerate/single_gpu.yaml", lora=None, **sft):
+    base = {"per_device_train_batch_size": 4, "max_steps": 2, "save_steps": 10, "activation_checkpointing": False}
+    return TrainConfig(base_model=str(workdir / "tiny"), global_batch_size=4, accelerate_config=accelerate_config,
+                       num_processes=1, lora=lora, sft={**base, **sft})
 
 
 def test_bf16_training_step(workdir):
@@ -50,7 +52,7 @@ def test_bf16_training_step(workdir):
 
     out = workdir / "bf16"
     metrics = run.train(
-        _cfg(workdir, precision="bf16", learning_rate=1e-3),
+        _cfg(workdir, bf16=True, learning_rate=1e-3),
         train_file=workdir / "cft.jsonl", output_dir=out,
         metrics_path=workdir / "bf16_m" / "train.json", plot_path=workdir / "bf16_m" / "loss.csv",
     )
@@ -66,8 +68,8 @@ def test_packed_padding_free_batch_trains(workdir, packing):
     import torch
 
     attn = "flash_attention_2" if HAS_FLASH else "sdpa"
-    cfg = _cfg(workdir, packing=packing, padding_free=not packing, attn_implementation=attn,
-               precision="bf16", max_length=256)
+    cfg = _cfg(workdir, packing=packing, padding_free=not packing, model_init_kwargs={"attn_implementation": attn},
+               bf16=True, max_length=256)
     rows = run.load_rows(workdir / "cft.jsonl", "cft")
     trainer = run.build_trainer(cfg, rows, workdir / f"pf_{packing}", num_processes=1)
     batch = next(iter(trainer.get_train_dataloader()))
@@ -81,3 +83,25 @@ def test_packed_padding_free_batch_trains(workdir, packing):
         loss = trainer.compute_loss(trainer.model, inputs)
     assert torch.isfinite(loss)
     loss.backward()
+
+
+@pytest.mark.parametrize("lora", [None, {"r": 4, "alpha": 8}])
+def test_fsdp_saves_a_loadable_model(workdir, lora):
+    """configs/accelerate/fsdp.yaml (on one GPU here): the output has weights and loads without peft."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from cft.train.launch import launch_training
+
+    name = "fsdp_lora" if lora else "fsdp"
+    launch_training(
+        _cfg(workdir, accelerate_config="configs/accelerate/fsdp.yaml", lora=lora, bf16=True, learning_rate=1e-2),
+        train_file=workdir / "cft.jsonl", output_dir=workdir / name,
+        metrics_path=workdir / f"{name}_m" / "train.json", plot_path=workdir / f"{name}_m" / "loss.csv",
+    )
+    out = workdir / name
+    assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
+    after = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    before = AutoModelForCausalLM.from_pretrained(workdir / "tiny").state_dict()
+    assert after.keys() == before.keys()
+    assert any(not torch.equal(before[k], after[k].to(before[k].dtype)) for k in before)

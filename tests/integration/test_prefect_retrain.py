@@ -3,13 +3,18 @@
 In a temporary copy of the project (smaller params): start `prefect server` on
 127.0.0.1, two process work pools (`cpu` for the flows, `gpu` for the GPU stages) with
 a worker each, deploy with `python -m flows.deploy`, then trigger the retraining
-deployment with `run_deployment`:
+deployment with `run_deployment`. The flows' code comes from a git repository (a bare
+clone of the project), as for workers on other machines, and the GPU worker sees the
+project at another path (`orchestrate.gpu_workspace`, a shared filesystem mounted
+elsewhere; here a symlink).
 
-1. a fresh project trains and registers version 1;
-2. nothing changed: the run is skipped and says why;
-3. the critique data changed (more problems) and the train stage fails once: the
+1. a fresh project trains and registers version 1; the stage output is in the run's log;
+2. other validation settings, same clean rows: validation re-runs, the training data is
+   unchanged, the run is skipped and says why;
+3. the training data changed (more problems) and the train stage fails once: the
    stage is retried on the GPU pool, and version 2 is registered;
-4. a fresh git clone restores every artifact with `dvc pull` from the DVC remote.
+4. `force=true` with nothing changed: trains and registers version 3, and says so;
+5. a fresh git clone restores every artifact with `dvc pull` from the DVC remote.
 
 The tests share one project and run in this order; each needs the one before.
 """
@@ -101,7 +106,7 @@ def _wait_workers(client, pools: list[str], services: Services, timeout: float =
 def stack(tmp_path_factory, repo_root):
     tmp = tmp_path_factory.mktemp("prefect-retrain")
     root = copy_project(repo_root, tmp / "project")
-    shrink_params(root)
+    shrink_params(root, problems_per_source=12, eval_limit=4, max_new_tokens=16)
 
     def orchestrate(p: dict) -> None:
         p["orchestrate"].update(
@@ -109,14 +114,26 @@ def stack(tmp_path_factory, repo_root):
             timezone="UTC",
             work_pool=CPU_POOL,
             gpu_work_pool=GPU_POOL,
-            gpu_stages=["train"],  # one routed stage keeps the test short; the mechanism is the same
+            gpu_stages=["train"],  # one routed stage (group) keeps the test short; the mechanism is the same
             task_retries=2,
             retry_delay_s=1,
             push=True,
         )
+        p["evaluate"]["baselines"] = {}  # the base model's evaluation is the e2e test's; here it would only add minutes
 
     edit_params(root, orchestrate)
     git_commit_all(root, "project")
+    # the flows' code from a git repository; the GPU workers' view of the project at another path
+    code = tmp / "cft.git"
+    run(["git", "clone", "-q", "--bare", str(root), str(code)], tmp)
+    gpu_view = tmp / "gpu-mount"
+    gpu_view.symlink_to(root, target_is_directory=True)
+
+    def remote_workers(p: dict) -> None:
+        p["orchestrate"].update(code_source=code.as_uri(), workspace=str(root), gpu_workspace=str(gpu_view))
+
+    edit_params(root, remote_workers)
+    git_commit_all(root, "workers elsewhere")
 
     home = tmp / "prefect-home"
     home.mkdir()
@@ -152,15 +169,16 @@ def stack(tmp_path_factory, repo_root):
         with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_HOME: str(home)}):
             with get_client(sync_client=True) as client:
                 _wait_workers(client, [CPU_POOL, GPU_POOL], services)
-                yield {"root": root, "env": env, "client": client, "services": services, "fault_file": fault_file, "tmp": tmp}
+                yield {"root": root, "env": env, "client": client, "services": services, "fault_file": fault_file, "tmp": tmp,
+                       "code": code, "gpu_view": gpu_view}
     finally:
         services.stop()
 
 
-def _retrain(stack, timeout: float = 600):
+def _retrain(stack, timeout: float = 600, **parameters):
     from prefect.deployments import run_deployment
 
-    flow_run = run_deployment(RETRAIN, timeout=timeout, poll_interval=2)
+    flow_run = run_deployment(RETRAIN, parameters=parameters, timeout=timeout, poll_interval=2)
     assert flow_run.state is not None and flow_run.state.is_final(), f"run not finished in {timeout} s\n{stack['services'].logs()}"
     assert flow_run.state.is_completed(), f"{flow_run.state.name}: {flow_run.state.message}\n{stack['services'].logs()}"
     return flow_run
@@ -176,39 +194,76 @@ def _versions(root: Path) -> dict[str, str]:
     } | {"count": str(len(client.search_model_versions(f"name='{MODEL}'")))}
 
 
-def test_deployments_are_scheduled_and_serialised(stack):
+def _logs(client, flow_run_id) -> list[str]:
+    """Every log line of a flow run (the API returns them a page at a time)."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    lines: list[str] = []
+    while page := client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200, offset=len(lines)):
+        lines += [log.message for log in page]
+    return lines
+
+
+def _children(client, flow_run):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    return client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run.id])))
+
+
+def _ran(message: str) -> list[str]:
+    """The stages a retrain message says this run ran ("...; ran a, b, c; ...")."""
+    return message.split("; ran ", 1)[1].split("; ", 1)[0].split(", ")
+
+
+def test_deployments_are_scheduled_serialised_and_pull_code_from_git(stack):
     client = stack["client"]
     deployment = client.read_deployment_by_name(RETRAIN)
     assert deployment.work_pool_name == CPU_POOL
     assert [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules] == [("0 3 * * *", "UTC")]
     assert deployment.global_concurrency_limit is not None and deployment.global_concurrency_limit.limit == 1
-    assert client.read_deployment_by_name("cft-stage/gpu").work_pool_name == GPU_POOL
     assert client.read_global_concurrency_limit_by_name("cft-workspace").limit == 1
+    # every worker clones the code; each pool has its own path of the project
+    assert stack["code"].as_uri() in str(deployment.pull_steps), deployment.pull_steps
+    assert deployment.parameters == {"workspace": str(stack["root"])}
+    stage = client.read_deployment_by_name("cft-stage/gpu")
+    assert stage.work_pool_name == GPU_POOL and stage.parameters == {"workspace": str(stack["gpu_view"])}
 
 
 def test_first_run_trains_and_registers(stack):
     flow_run = _retrain(stack)
     message = flow_run.state.message
     assert message.startswith("retrained: no champion"), message
-    assert "validate, build, train, evaluate, register; model cft-tiny v1 (champion" in message, message
+    assert {"build", "train@cft", "evaluate@cft", "register", "report"} <= set(_ran(message)), message
+    assert "; model cft-tiny v1 (champion" in message, message
     assert _versions(stack["root"]) == {"challenger": "1", "champion": "1", "count": "1"}
 
-    # the train stage ran as a subflow on the GPU pool
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    # the train stage ran as a subflow on the GPU pool, in the project as the GPU workers see it
+    children = _children(stack["client"], flow_run)
+    assert {(c.parameters.get("stage"), c.work_pool_name) for c in children} == {("train@cft", GPU_POOL)}
+    (child,) = children
+    train_log = _logs(stack["client"], child.id)
+    assert "Running stage 'train@cft':" in train_log, train_log[:20]
+    # the stage commands' own lines are in the run's log, line by line
+    log = _logs(stack["client"], flow_run.id)
+    assert "Running stage 'build':" in log and any(line.startswith("> cft build") for line in log), log[:40]
 
-    children = stack["client"].read_flow_runs(
-        flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run.id]))
-    )
-    assert {(c.parameters.get("stage"), c.work_pool_name) for c in children} == {("train", GPU_POOL)}
 
+def test_unchanged_training_data_is_skipped_even_with_other_validation_settings(stack):
+    # A looser gate keeps the same clean rows: validation re-runs (its summary changes
+    # data/validated), the training files stay the same, and the run skips (once, and every time after).
+    root = stack["root"]
 
-def test_unchanged_data_is_skipped(stack):
+    def looser(p: dict) -> None:
+        p["validate"]["min_pass_rate"] = 0.85
+
+    edit_params(root, looser)
     flow_run = _retrain(stack)
-    assert flow_run.state.name == "Skipped"
+    assert flow_run.state.name == "Skipped", flow_run.state.message
     message = flow_run.state.message
-    assert message.startswith("skipped: critique data unchanged since champion v1"), message
-    assert "md5" in message
-    assert _versions(stack["root"])["count"] == "1"
+    assert message.startswith("skipped: training data unchanged since champion v1"), message
+    assert "data/train md5" in message
+    assert "min_pass_rate: 0.85" in (root / "dvc.lock").read_text()  # validate re-ran
+    assert _versions(root)["count"] == "1"
 
 
 def test_changed_data_retrains_and_a_failed_stage_is_retried(stack):
@@ -218,21 +273,31 @@ def test_changed_data_retrains_and_a_failed_stage_is_retried(stack):
         p["ingest"]["sources"][1]["limit"] += 6
 
     edit_params(root, more_problems)
-    stack["fault_file"].write_text("train\n")  # the first attempt of train fails
+    stack["fault_file"].write_text("train@cft\n")  # the first attempt of train@cft fails
 
     flow_run = _retrain(stack)
     message = flow_run.state.message
-    assert message.startswith("retrained: critique data changed since champion v1"), message
-    assert "build, train, evaluate, register; model cft-tiny v2" in message, message
+    assert message.startswith("retrained: training data changed since champion v1"), message
+    assert {"build", "train@cft", "evaluate@cft", "register"} <= set(_ran(message)), message
+    assert "; model cft-tiny v2" in message, message
     versions = _versions(root)
     assert versions["count"] == "2" and versions["challenger"] == "2"
 
     assert stack["fault_file"].read_text() == ""  # the fault fired once
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 
-    train_runs = stack["client"].read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train"])))
+    train_runs = stack["client"].read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["train@cft"])))
     retried = [t for t in train_runs if t.run_count >= 2]
     assert retried and all(t.state.is_completed() for t in retried), [(t.name, t.run_count, t.state.name) for t in train_runs]
+
+
+def test_force_retrains_and_registers(stack):
+    flow_run = _retrain(stack, force=True)
+    message = flow_run.state.message
+    assert message.startswith("retrained: forced (training data unchanged since"), message
+    assert set(_ran(message)) == {"train@cft", "evaluate@cft", "register", "report"}, message
+    assert "; model cft-tiny v3 (" in message, message
+    assert _versions(stack["root"])["count"] == "3"
 
 
 def test_fresh_clone_pulls_every_artifact(stack):
@@ -244,7 +309,7 @@ def test_fresh_clone_pulls_every_artifact(stack):
     # the default remote is a folder inside the project: point the clone at the original's
     run([sys.executable, "-m", "dvc", "remote", "modify", "--local", "local", "url", str(root / ".dvc-remote")], clone, env)
     run([sys.executable, "-m", "dvc", "pull"], clone, env, timeout=300)
-    for path in ("data/problems.jsonl", "data/critiques.jsonl", "data/validated/clean.jsonl", "data/train/cft.jsonl", "models/cft/config.json", "data/eval/predictions.jsonl"):
+    for path in ("data/problems.jsonl", "data/critiques.jsonl", "data/validated/clean.jsonl", "data/train/cft.jsonl", "models/cft/config.json", "data/eval/cft/predictions.jsonl"):
         assert (clone / path).read_bytes() == (root / path).read_bytes(), path
     # nothing missing: an output that is neither in the DVC cache nor in git (`cache: false`
     # under a git-ignored folder) would show up here as deleted

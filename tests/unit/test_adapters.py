@@ -1,10 +1,13 @@
-"""Adapters on the real shipped files: counts, non-empty fields, known golds, strict errors."""
+"""Adapters on the real shipped files: counts, non-empty fields, known golds, gold normalisation,
+reported repairs, strict errors."""
 
 import json
+import logging
+import re
 
 import pytest
 
-from cft.data.adapters import ADAPTERS, BENCHMARK_FILES, PROBLEM_FILES, Problem, load_problems
+from cft.data.adapters import ADAPTERS, BENCHMARK_FILES, GOLD_REPAIRS, PROBLEM_FILES, Problem, SourceNote, load_problems
 from cft.data.ids import content_id
 from cft.data.io import DataError
 
@@ -31,7 +34,7 @@ def _path(repo_root, name):
 
 @pytest.fixture(scope="module")
 def loaded(repo_root):
-    return {name: load_problems(_path(repo_root, name), name) for name in EXPECTED_ROWS}
+    return {name: load_problems(_path(repo_root, name), name, notes=[]) for name in EXPECTED_ROWS}
 
 
 def test_every_shipped_file_has_an_adapter():
@@ -65,7 +68,7 @@ def test_known_golds(loaded):
     assert "2125" in {p.gold_answer for p in loaded["gsm8k"]}
     assert loaded["math-500"][0].gold_answer == "\\left( 3, \\frac{\\pi}{2} \\right)"
     assert loaded["minerva_math"][0].gold_answer == "1.6"  # from the solution's last \boxed{}
-    assert loaded["minerva_math"][1].gold_answer == "4.5e33"
+    assert loaded["minerva_math"][1].gold_answer == "4.5 \\times 10^{33}"  # "4.5e33" in the source
     assert loaded["olympiadbench"][0].gold_answer == "2"
     assert loaded["aime24"][0].gold_answer == "204"
     assert "25" in {p.gold_answer for p in loaded["aime24"]}  # "025" loses its padding
@@ -81,6 +84,67 @@ def test_olympiad_answers_lose_dollars_and_join(loaded):
     assert not any("$" in g for g in golds)
     assert "69, 84" in golds  # "$69$,$84$"
     assert "(1,8,19), (2,7,13), (4,5,7)" in golds
+
+
+def test_python_and_e_notation_golds_become_latex(loaded):
+    minerva = {p.gold_answer for p in loaded["minerva_math"]}
+    theoremqa = {p.gold_answer for p in loaded["theoremqa"]}
+    assert "-\\frac{1}{3}" in minerva and "-1./3" not in minerva
+    assert "2.7778 \\times 10^{-6}" in minerva
+    assert "4 \\times 10^{-5}" in theoremqa and "-6 \\times 10^{25}" in theoremqa
+    # no gold is left as a float literal with an exponent, which math-verify reads as Euler's e
+    literal = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+    assert not [g for name in BENCHMARK_FILES for g in (p.gold_answer for p in loaded[name]) if literal.fullmatch(g)]
+
+
+def test_olympiad_units_and_percent(loaded):
+    golds = [p.gold_answer for p in loaded["olympiadbench"]]
+    assert golds[137] == "45 \\text{ minute}"  # unit "minute"
+    assert golds[224] == "166 \\text{ cm}^2"  # unit "$cm^2$"
+    assert golds[316] == "4.2\\%"  # unit "%"
+    assert golds[188] == "17.5\\%"  # "17.5%" in the source
+    assert golds[31] == "\\angle B E A_{1}=90^{\\circ}, \\angle A E B_{1}=90^{\\circ}"  # unit "^{\\circ}", two answers
+
+
+def test_unreadable_shipped_rows_are_reported_with_file_and_line(repo_root):
+    notes: list[SourceNote] = []
+    problems = load_problems(_path(repo_root, "olympiadbench"), "olympiadbench", notes=notes)
+    by_line = {n.line: n for n in notes}
+    assert set(by_line) == {74, 195}
+    assert by_line[195].original == "$221,$8$" and by_line[195].gold == "221, 8" == problems[194].gold_answer
+    assert "olympiadbench.jsonl:195: field 'final_answer' '$221,$8$'" in str(by_line[195])
+    minerva: list[SourceNote] = []
+    load_problems(_path(repo_root, "minerva_math"), "minerva_math", notes=minerva)
+    assert sorted(n.line for n in minerva) == [6, 73]  # np.arcsin(...), a "$ $" inside the box
+    assert all(n.reason for n in notes + minerva)
+    for name in ("math-500", "gsm8k", "aime24", "amc23", "theoremqa"):
+        clean: list[SourceNote] = []
+        load_problems(_path(repo_root, name), name, notes=clean)
+        assert clean == [], name
+
+
+def test_reports_are_logged_when_not_collected(repo_root, caplog):
+    with caplog.at_level(logging.WARNING, logger="cft.data.adapters"):
+        load_problems(_path(repo_root, "olympiadbench"), "olympiadbench")
+    assert any("olympiadbench.jsonl:195" in r.getMessage() for r in caplog.records)
+
+
+def test_every_repair_is_used_by_a_shipped_row(loaded):
+    used = {("olympiadbench", "221, 8"), ("olympiadbench", "f(x)=a x+b"), ("minerva_math", "\\arcsin\\left(\\frac{10}{13}\\right)")}
+    assert {(fmt, gold) for (fmt, _), (gold, _) in GOLD_REPAIRS.items()} == used
+    for fmt, gold in used:
+        assert gold in {p.gold_answer for p in loaded[fmt]}
+
+
+def test_a_users_unreadable_olympiad_row_is_reported_not_silently_changed(tmp_path):
+    path = _write(tmp_path / "ob.jsonl", [
+        {"question": "q1", "final_answer": ["$3$, or maybe $4$"]},
+        {"question": "q2", "final_answer": ["$5$"], "unit": "km/h"},
+    ])
+    notes: list[SourceNote] = []
+    problems = load_problems(path, "olympiadbench", notes=notes)
+    assert [p.gold_answer for p in problems] == ["3, 4", "5 \\text{ km/h}"]
+    assert [(n.line, n.field, n.original) for n in notes] == [(1, "final_answer", "$3$, or maybe $4$")]
 
 
 def test_word_problems_join_body_and_question(loaded):

@@ -33,4 +33,4 @@ def test_bad_params_stop_with_the_key(repo_root, tmp_path):
     params.write_text((repo_root / "params.yaml").read_text().replace("max_length: 512", "max_length: lots"))
     result = runner.invoke(app, ["ingest", "--out", str(tmp_path / "p.jsonl"), "--params", str(params)])
     assert result.exit_code == 2
-    assert "train.max_length" in result.output
+    assert "train.sft.max_length" in result.output

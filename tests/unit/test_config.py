@@ -21,10 +21,10 @@ def test_shipped_params_validate(repo_root):
     "edit, expected",
     [
         (lambda p: p["train"].update(learnign_rate=1e-5), "train.learnign_rate: unknown key"),
-        (lambda p: p["train"].update(learning_rate="fast"), "train.learning_rate"),
-        (lambda p: p["train"].update(learning_rate=-1.0), "train.learning_rate"),
+        (lambda p: p["train"]["sft"].update(learning_rate="fast"), "train.sft.learning_rate"),
+        (lambda p: p["train"].update(global_batch_size=-1), "train.global_batch_size"),
         (lambda p: p["validate"].update(min_pass_rate=1.5), "validate.min_pass_rate"),
-        (lambda p: p["respond"]["models"][0]["sampling"].update(top_p=0), "respond.models.0.sampling.top_p"),
+        (lambda p: p["respond"]["models"].append({"name_or_path": "m", "sampling": {"top_p": 0}}), "respond.models.1.sampling.top_p"),
         (lambda p: p.update(trian={}), "trian: unknown key"),
         (lambda p: p["tiny_model"].update(hidden_size=130), "divisible by num_heads"),
     ],

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cft.evaluate.metrics import sampled_metrics
-from cft.stages.evaluate import compare_files
+from cft.stages.report import compare_files
 
 
 def test_sampled_metrics_pass_at_k_and_majority():
@@ -30,3 +30,35 @@ def test_compare_files_lays_out_table_2(tmp_path):
     assert sft_row.startswith("| sft | 10.0 | 20.0 | 15.0")
     assert "**35.0**" in cft_row
     assert (tmp_path / "report/comparison.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_evaluate_stage_scores_benchmarks_and_the_model_as_critic(tmp_path, repo_root):
+    """One real (tiny, random) model: benchmark predictions, held-out critic and self-critique,
+    every critique kept with its parsed verdict and the truth it is scored against."""
+    import yaml
+    from registry_helpers import build_checkpoint
+
+    from cft.config import parse_params
+    from cft.data.io import read_jsonl, write_jsonl
+    from cft.stages import evaluate
+
+    model = build_checkpoint(tmp_path / "tiny")
+    data = yaml.safe_load((repo_root / "params.yaml").read_text())
+    data["evaluate"].update(benchmarks=[{"name": "gsm8k", "limit": 3}, {"name": "math-500", "limit": 2}],
+                            max_new_tokens=8, critic={"limit": 4, "max_new_tokens": 8})
+    params = parse_params(data)
+    heldout = tmp_path / "critic.jsonl"
+    write_jsonl(heldout, [{"id": f"r{i}", "question": f"What is {i}+{i}?", "response": f"\\boxed{{{2 * i + i % 2}}}",
+                           "correct": i % 2 == 0} for i in range(6)])
+
+    metrics = evaluate.run(params, str(model), "tiny", tmp_path / "out", tmp_path / "m.json", heldout)
+
+    assert metrics["name"] == "tiny" and set(metrics["benchmarks"]) == {"gsm8k", "math-500"}
+    assert metrics["critic"]["n"] == 4 and metrics["critic"]["wrong_fraction"] == 0.5
+    assert metrics["self_critique"]["n"] == 4  # spread over both benchmarks
+    assert len(read_jsonl(tmp_path / "out/predictions.jsonl")) == 5
+    critiques = read_jsonl(tmp_path / "out/critiques.jsonl")
+    assert [c["kind"] for c in critiques] == ["heldout"] * 4 + ["self"] * 4
+    own = [c for c in critiques if c["kind"] == "self"]
+    assert {p["benchmark"] for p in read_jsonl(tmp_path / "out/predictions.jsonl") if p["id"] in {c["id"] for c in own}} == {"gsm8k", "math-500"}
+    assert all(c["verdict"] in (None, "right", "wrong") and isinstance(c["correct"], bool) for c in critiques)

@@ -1,4 +1,4 @@
-"""Final-answer extraction: boxed forms first, then the fallbacks in order."""
+"""Final-answer extraction: boxed forms first, then the fallbacks in order; linear time."""
 
 import pytest
 
@@ -67,6 +67,58 @@ def test_normalise_answer():
     assert normalise_answer("\\text{True}") == "true"
     assert normalise_answer("\\left( 1, 2 \\right)") == "(1,2)"
     assert normalise_answer("90^\\circ") == "90"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # issue 12: markdown around the final answer
+        ("Work...\n**Final Answer:** 130", "130"),
+        ("Work...\n**Final Answer**: 130", "130"),
+        ("The answer is **130**.", "130"),
+        ("Work 1 2 3\n## Final Answer\n\n130\n", "130"),
+        ("Work 1 2 3\n### Final Answer\n$$\n\\frac{3}{4}\n$$", "\\frac{3}{4}"),
+        ("Work 1 2 3\n**Final Answer**\n\n$12$ square units.", "12"),
+        # issue 12: Minerva's own format, even after an earlier box or "Answer:"
+        ("Final Answer: The final answer is $25$. I hope it is correct.", "25"),
+        ("The final answer is $\\boxed{25}$. I hope it is correct.", "25"),
+        ("so \\boxed{3}... Final Answer: The final answer is 4.5 \\times 10^{33}. I hope it is correct.", "4.5 \\times 10^{33}"),
+        # issue 12: several answers in several boxes
+        ("The solutions are $\\boxed{2}$ and $\\boxed{5}$.", "2, 5"),
+        ("$x = \\boxed{2}$, $y = \\boxed{-3}$", "2, -3"),
+        ("a = \\boxed{-2}, b = \\boxed{-2}", "-2, -2"),  # a repeated value is still an answer
+        ("first \\boxed{1}. Then we find that the total is \\boxed{2}", "2"),  # prose between: only the last
+        ("\\boxed{\\boxed{5}}", "5"),
+        # boxes, bold and lettered answers
+        ("\\boxed{\\textbf{(073)}}", "\\textbf{(073)}"),
+        ("\\framebox[1.2\\width]{9}", "9"),
+        ("Hence the answer is $\\$32.50$.", "\\$32.50"),  # an escaped dollar is not the closing one
+    ],
+)
+def test_model_answer_forms(text, expected):
+    assert extract_answer(text) == expected
+
+
+PATHOLOGICAL = {
+    # 1.6M characters: the old period-stripping took 9 s at 400K and grew 4x per doubling
+    "periods in a box": "\\boxed{5" + " ." * 800_000 + "}",
+    "periods after a marker": "The answer is 5" + " ." * 200_000,
+    "spaces after a marker": "answer" + " " * 400_000 + "x",
+    "markers": "final answer is " * 25_000,
+    "unclosed boxes": "\\boxed{" * 57_000,
+    "chained boxes": "\\boxed{1} and " * 28_000,
+    "header lines": "answer\n" * 57_000,
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
+def test_extraction_is_linear_on_pathological_text(name):
+    # Extraction runs in the parent before any time limit applies. A hang guard, not a
+    # timing: bench/bench_grading.py --only extraction prints the growth ratios.
+    text = PATHOLOGICAL[name]
+    answer = extract_answer(text)
+    assert normalise_answer(answer or text) is not None
 
 
 def test_long_text_is_fast():

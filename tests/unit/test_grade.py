@@ -12,8 +12,9 @@ from cft.evaluate.grade import GradeResult, grade_responses, is_equivalent
 from cft.evaluate.grade_file import grade_file
 from cft.evaluate.pool import GradingPool
 
-# Uninterruptible-looking work for sympy: a power with ~85 million digits.
-HUGE = "7^{10^{8}}"
+# Uninterruptible-looking work for sympy: beside a symbol, the power with ~85 million digits
+# is computed exactly (a lone constant is compared by magnitude, which is quick).
+HUGE = "x + 7^{10^{8}}"
 
 
 @pytest.mark.parametrize(
@@ -53,6 +54,44 @@ def test_equivalent(pred, gold):
 )
 def test_not_equivalent(pred, gold):
     assert not is_equivalent(pred, gold)
+
+
+# issue 12's table: correct answers written the way models write them, graded wrong before.
+ISSUE_12 = [
+    ("So $L \\simeq \\boxed{4.5\\times10^{33}}$ ergs/s.", "4.5e33"),  # e-notation gold
+    ("The power is $\\boxed{-\\frac{1}{3}}$.", "-1./3"),  # Python-syntax gold
+    ("The chance is $\\boxed{50\\%}$.", "50"),  # percent
+    ("$\\boxed{62.5\\%}$", "62.5\\%"),  # OlympiadBench unit '%'
+    ("Rounded: $\\boxed{3.1416}$", "3.14159"),  # rounded numeric gold
+    ("The values are $\\boxed{2}$ and $\\boxed{5}$.", "2, 5"),  # several boxes
+    ("Work.\n**Final Answer:** 130", "130"),  # markdown
+    ("$\\boxed{\\textbf{(073)}}$", "73"),  # AIME bold/lettered
+    ("Final Answer: The final answer is $25$. I hope it is correct.", "25"),  # Minerva's format
+]
+
+
+@pytest.mark.parametrize("response, gold", ISSUE_12)
+def test_issue_12_forms_grade_correct(response, gold):
+    [result] = grade_responses([(response, gold)], workers=0)
+    assert result.correct, result
+
+
+def test_issue_12_wrong_answers_stay_wrong():
+    items = [
+        ("$\\boxed{5.5\\times10^{33}}$", "4.5e33"),
+        ("$\\boxed{2}$", "2, 5"),  # a dropped answer
+        ("$\\boxed{70001}$", "70000"),  # within 1e-4, but integers are exact
+        ("$\\boxed{3.14}$", "3.14159"),  # 5e-4 away
+        ("$\\boxed{10^{-24}}$", "2 \\times 10^{-24}"),  # math-verify alone would chop both to 0
+        ("$\\boxed{2^{1009}}$", "3^{1009}"),
+    ]
+    assert [r.correct for r in grade_responses(items, workers=0)] == [False] * len(items)
+
+
+def test_unparseable_answer_is_reported_beside_a_wrong_verdict():
+    [result] = grade_responses([("\\boxed{\\frac{}{}}", "5")], workers=0)
+    assert result.correct is False
+    assert result.error is not None and result.error.startswith("unparseable answer")
 
 
 def test_grade_responses_in_process():
@@ -159,11 +198,35 @@ def test_grade_file(tmp_path):
     summary = grade_file(src, out, workers=0)
     assert summary == {"n": 3, "correct": 1, "accuracy": 1 / 3, "errors": 0}
     graded = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert [(g["id"], g["extracted_answer"], g["correct"]) for g in graded] == [
-        ("a", "\\dfrac{1}{2}", True),
-        ("b", "28", False),
-        ("c", None, False),
+    assert [(g["id"], g["extracted_answer"], g["correct"], g["grading_error"]) for g in graded] == [
+        ("a", "\\dfrac{1}{2}", True, None),
+        ("b", "28", False, None),
+        ("c", None, False, None),
     ]
+
+
+@pytest.mark.parametrize("field", ["gold", "answer", "gold_answer"])
+def test_grade_file_finds_the_usual_gold_fields(tmp_path, field):
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps({"response": "\\boxed{4}", field: "4"}) + "\n", encoding="utf-8")
+    assert grade_file(src, tmp_path / "o.jsonl", workers=0)["correct"] == 1
+
+
+def test_grade_file_says_which_gold_fields_it_looked_for(tmp_path):
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps({"response": "\\boxed{4}", "target": "4"}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"p\.jsonl:1: no gold answer; looked for fields gold_answer, gold, answer"):
+        grade_file(src, tmp_path / "o.jsonl", workers=0)
+
+
+def test_grade_file_keeps_each_rows_grading_error(tmp_path):
+    src = tmp_path / "p.jsonl"
+    rows = [{"response": f"so \\boxed{{{HUGE}}}", "gold": "5"}, {"response": "\\boxed{5}", "gold": "5"}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    summary = grade_file(src, tmp_path / "o.jsonl", workers=1, timeout_s=0.3)
+    graded = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(g["correct"], g["grading_error"]) for g in graded] == [(False, "timeout"), (True, None)]
+    assert summary["errors"] == 1
 
 
 def test_grade_file_custom_fields_and_strict_errors(tmp_path):

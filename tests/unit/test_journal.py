@@ -163,3 +163,102 @@ def test_progress_counts_tokens_and_failures():
         bar.update(RuntimeError("boom"))
         bar.update(Generation("b", 5, 4))
     assert (bar.tokens, bar.failed) == (11, 1)
+
+
+COMPACTOR = textwrap.dedent("""
+    import json, os, signal, sys
+    from cft.generate.journal import Journal
+    path, keep, fault = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    if fault == "before-rename":
+        os.replace = die  # the new journal is complete on disk, the rename has not happened
+    elif fault == "mid-write":
+        dumps, calls = json.dumps, [0]
+        def dumps_then_die(*a, **k):
+            calls[0] += 1
+            if calls[0] == keep // 2:
+                die()
+            return dumps(*a, **k)
+        json.dumps = dumps_then_die  # half the new journal is written
+    Journal(path).compact([f"row{i:04d}" for i in range(keep)])
+""")
+
+
+@pytest.mark.parametrize("fault", ["mid-write", "before-rename"])
+def test_sigkill_during_compaction_loses_nothing(tmp_path, fault):
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.append_many({"id": f"row{i:04d}", "v": 1} for i in range(600))
+        journal.append_many({"id": f"row{i:04d}", "v": 2} for i in range(0, 600, 2))  # repeats to drop
+    before = Journal(path).rows()
+    script = tmp_path / "compactor.py"
+    script.write_text(COMPACTOR)
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, str(script), str(path), "400", fault], env=env, timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert Journal(path).rows() == before  # the old journal, whole
+    assert list(tmp_path.glob(".j.jsonl.*.tmp"))  # what the kill left behind...
+    journal = Journal(path)
+    assert journal.compact([f"row{i:04d}" for i in range(400)]) == 400
+    assert not list(tmp_path.glob(".j.jsonl.*.tmp"))  # ...is swept by the next compaction
+    rows = read_lines(path)
+    assert len(rows) == 400  # each kept id once, with its last value
+    assert {r["id"]: r["v"] for r in rows} == {k: v["v"] for k, v in before.items() if k < "row0400"}
+
+
+def test_compaction_without_anything_to_drop_rewrites_nothing(tmp_path):
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.append_many({"id": f"r{i}"} for i in range(10))
+    inode = path.stat().st_ino
+    assert Journal(path).compact([f"r{i}" for i in range(10)]) == 10
+    assert path.stat().st_ino == inode  # not rewritten
+    assert Journal(path).compact([f"r{i}" for i in range(5)]) == 5
+    assert path.stat().st_ino != inode and [r["id"] for r in read_lines(path)] == [f"r{i}" for i in range(5)]
+
+
+def test_fsync_is_batched_but_every_row_is_flushed(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path, fsync_interval_s=3600)
+    for i in range(100):
+        journal.append({"id": f"r{i}"})
+        assert len(path.read_bytes().splitlines()) == i + 1  # visible to another process at once
+    assert len(synced) == 1  # the first append; then at most one per interval
+    journal.close()
+    assert len(synced) == 2  # and once more on close
+
+
+def test_plain_progress_lines_when_not_a_terminal():
+    import io
+
+    from cft.generate.progress import GenerationProgress
+
+    out = io.StringIO()  # not a terminal, like a Prefect or CI log
+    with GenerationProgress(4, desc="critique t", initial=1, interval_s=0.0, file=out) as bar:
+        bar.update(Generation("a", 5, 7))
+        bar.update(RuntimeError("boom"))
+        bar.update(Generation("b", 5, 4))
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and len(lines) == 5  # start, one per row (interval 0), end
+    assert lines[0].startswith("critique t: 1/4 rows (25%)")
+    assert lines[-1].startswith("critique t: 4/4 rows (100%)") and "rows/s" in lines[-1] and "ETA" in lines[-1]
+    assert "tokens=11, failed=1" in lines[-1]
+    quiet = io.StringIO()
+    with GenerationProgress(4, disable=True, file=quiet) as bar:
+        bar.update(Generation("a", 1, 1))
+    assert quiet.getvalue() == ""
+
+
+def test_generate_with_progress_keeps_order_and_reports_failures(capsys):
+    from cft.generate.progress import GenerationFailed, generate_with_progress
+
+    chats = [[{"role": "user", "content": f"q{i}"}] for i in range(10)]
+    out = generate_with_progress(BatchOnly(), chats, Sampling(), desc="eval", chunk_size=4)
+    assert [g.text for g in out] == [f"re: q{i}" for i in range(10)]
+    assert "eval: 10/10 rows (100%)" in capsys.readouterr().err  # pytest's stderr is not a terminal
+    with pytest.raises(GenerationFailed, match="4 of 10 generations failed") as info:
+        generate_with_progress(BatchOnly(fail_chunk_containing="q5"), chats, Sampling(), chunk_size=4, progress=False)
+    assert sorted(info.value.errors) == [4, 5, 6, 7] and info.value.results[0].text == "re: q0"

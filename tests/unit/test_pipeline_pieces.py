@@ -47,3 +47,50 @@ def test_promotion_gate():
     assert not decide(9.0, 10.0, 0.0).promote
     assert not decide(None, None, 0.0).promote
     assert "missing" in decide(None, 3.0, 0.0).reason
+
+
+def test_heldout_split_is_by_question_stable_and_never_one_sided():
+    from cft.stages.build import heldout_questions
+
+    questions = [f"question {i}?" for i in range(400)]
+    held = heldout_questions(questions, 0.2, seed=0)
+    assert 40 < len(held) < 120  # about a fifth, chosen by hash
+    # Growing the data never moves a question across the split.
+    grown = heldout_questions(questions + [f"new {i}?" for i in range(400)], 0.2, seed=0)
+    assert held == grown & set(questions)
+    assert heldout_questions(questions, 0.2, seed=1) != held
+    # Whitespace differences are the same question.
+    assert heldout_questions(["a  b?", "c?"], 0.5, 0) in ({"a  b?"}, {"c?"})
+    assert len(heldout_questions(["only?", "two?"], 0.001, 0)) == 1
+    assert len(heldout_questions(["only?", "two?"], 0.999, 0)) == 1
+    assert heldout_questions(questions, 0.0, 0) == set()
+
+
+def test_build_puts_each_question_on_one_side_for_every_mode(tmp_path):
+    from cft.config import BuildConfig
+    from cft.data.io import read_jsonl, write_jsonl
+    from cft.stages import build
+
+    problems = [{"id": f"p{i}", "question": f"What is {i} + {i}?", "gold_answer": str(2 * i),
+                 "solution": f"{i}+{i}={2 * i}, so \\boxed{{{2 * i}}}"} for i in range(60)]
+    responses = [{"id": f"r{i}{k}", "problem_id": f"p{i}", "response": f"\\boxed{{{2 * i + k}}}", "correct": k == 0}
+                 for i in range(60) for k in range(2)]
+    critiques = [{"id": f"c{r['id']}", "problem_id": r["problem_id"], "question": problems[int(r["problem_id"][1:])]["question"],
+                  "response": r["response"], "critique": "Checked.\n\nConclusion: wrong [END]"} for r in responses]
+    for name, rows in (("problems", problems), ("responses", responses), ("critiques", critiques)):
+        write_jsonl(tmp_path / f"{name}.jsonl", rows)
+
+    class P:
+        build = BuildConfig(seed=0, heldout_fraction=0.25)
+
+    out = tmp_path / "train"
+    counts = build.run(P, tmp_path / "problems.jsonl", tmp_path / "responses.jsonl", tmp_path / "critiques.jsonl", out)
+    train = read_jsonl(out / "cft.jsonl") + read_jsonl(out / "sft.jsonl")
+    held = read_jsonl(out / "heldout/cft.jsonl") + read_jsonl(out / "heldout/sft.jsonl")
+    train_q, held_q = {r["question"] for r in train}, {r["question"] for r in held}
+    assert train_q and held_q and not train_q & held_q
+    assert {r["mode"] for r in held} == {"cft", "sft_noisy", "sft_verified", "sft_teacher"}
+    assert len(train) + len(held) == 120 + 120 + 60 + 60  # cft + noisy + verified + teacher: nothing lost
+    critic = read_jsonl(out / "heldout/critic.jsonl")
+    assert {c["question"] for c in critic} == held_q and {c["correct"] for c in critic} == {True, False}
+    assert counts["heldout"]["questions"] == len(held_q) and counts["heldout"]["critic_pairs"] == len(critic)

@@ -22,7 +22,7 @@ from registry_helpers import (
 
 from cft.registry import lineage, manage
 from cft.registry.locking import local_lock_file
-from cft.registry.promotion import evaluation_average
+from cft.registry.promotion import decide, evaluation_score
 
 NAME = "cft-test"
 UPSTREAM = {
@@ -66,21 +66,33 @@ def _alias(client, alias):
 # --- pure pieces -------------------------------------------------------------------
 
 
-def test_evaluation_average_accepts_only_a_successful_evaluation():
-    assert evaluation_average({"average": 41.5}) == (41.5, "ok")
-    assert evaluation_average(None)[0] is None
-    assert evaluation_average({"benchmarks": {}})[0] is None
-    assert evaluation_average({"average": 50.0, "error": "grader crashed"})[1].startswith("failed")
-    assert evaluation_average({"average": float("nan")})[0] is None
-    assert evaluation_average({"average": True})[0] is None
+def test_evaluation_score_accepts_only_a_successful_evaluation():
+    assert evaluation_score({"average": 41.5}) == (41.5, "ok")
+    assert evaluation_score(None)[0] is None
+    assert evaluation_score({"benchmarks": {}})[0] is None
+    assert evaluation_score({"average": 50.0, "error": "grader crashed"})[1].startswith("failed")
+    assert evaluation_score({"average": float("nan")})[0] is None
+    assert evaluation_score({"average": True})[0] is None
+
+
+def test_the_gate_metric_is_a_setting_with_its_direction():
+    evaluation = {"average": 10.0, "critic": {"balanced_accuracy": 0.7}, "benchmarks": {"math-500": {"accuracy": 30.0}}}
+    assert evaluation_score(evaluation, "critic.balanced_accuracy") == (0.7, "ok")
+    assert evaluation_score(evaluation, "benchmarks.math-500.accuracy") == (30.0, "ok")
+    score, status = evaluation_score(evaluation, "critic.f1_wrong")
+    assert score is None and "critic.f1_wrong" in status
+    # lower is better (e.g. a loss): 1.9 beats 2.0, 2.1 does not
+    assert decide(1.9, 2.0, 0.0, higher_is_better=False, metric="loss").promote
+    assert not decide(2.1, 2.0, 0.0, higher_is_better=False, metric="loss").promote
+    assert "lower is better" in decide(2.1, 2.0, 0.0, higher_is_better=False, metric="loss").reason
 
 
 def test_upstream_of_train_follows_the_shipped_graph():
-    import yaml
+    from cft.stages.graph import stage_graph, upstream
 
-    stages = lineage.upstream_stages(yaml.safe_load((REPO / "dvc.yaml").read_text()), "train")
+    stages = set(upstream(stage_graph(REPO), lineage.TRAIN_STAGE))
     assert stages >= {"ingest", "respond", "critique", "validate", "build", "tiny_model"}
-    assert not stages & {"train", "evaluate", "register"}
+    assert not stages & {"evaluate", "register"}
 
 
 def test_secrets_are_masked_and_lock_files_sit_beside_local_stores(tmp_path):
@@ -103,7 +115,7 @@ def test_lineage_tags_equal_dvc_lock_on_the_run_and_the_version(project, checkpo
     assert tags["lineage.dvc.data/validated"] == UPSTREAM["validate"]["data/validated"]
     assert tags["lineage.dvc.data/critiques.jsonl"] == UPSTREAM["critique"]["data/critiques.jsonl"]
     assert tags["lineage.critique.teachers"] == "reference"
-    assert tags["lineage.ingest.sources"].startswith("sources/problems/math-500-validation.jsonl:math:120")
+    assert tags["lineage.ingest.sources"].startswith("sources/problems/math-500-validation.jsonl:math:20")
     assert tags["lineage.git.commit"] == "none" and tags["lineage.git.dirty"] == "true"  # tmp_path is no git repo
 
     result = _trained_and_registered(project, checkpoint, "a", 50.0)
@@ -113,9 +125,10 @@ def test_lineage_tags_equal_dvc_lock_on_the_run_and_the_version(project, checkpo
     for key, value in tags.items():
         assert run.data.tags[key] == value
         assert version.tags[key] == value
-    assert run.data.params["train.learning_rate"] == str(params.train.learning_rate)
+    assert run.data.params["train.sft.learning_rate"] == str(params.train.sft.learning_rate)
     assert "lineage/params.json" in {a.path for a in client.list_artifacts(result["run_id"], "lineage")}
-    assert "Lineage" in (root / "reports/registry.md").read_text()
+    # the page beside the result file: registry-a.json is no output of the register stage in dvc.yaml
+    assert "Lineage" in (root / "metrics/registry-a.md").read_text()
 
 
 # --- the gate ----------------------------------------------------------------------
@@ -150,7 +163,7 @@ def test_missing_or_failed_evaluation_never_promotes(project, checkpoint):
     failed = _trained_and_registered(project, checkpoint, "c", 99.0, error="grading timed out")
     assert not failed["champion"] and failed["eval_status"].startswith("failed")
     assert _alias(client, "champion") == "2"
-    assert "eval_average" not in client.get_model_version(NAME, "3").tags
+    assert manage.SCORE_TAG not in client.get_model_version(NAME, "3").tags
 
 
 def test_rerunning_register_for_the_same_run_adds_no_version(project, checkpoint):
@@ -237,7 +250,7 @@ def test_reference_mode_stores_no_weights_and_loads_from_the_dvc_cache(tmp_path,
     root, params = make_project(tmp_path / "project", log_weights="reference")
     model_dir = fake_training_run(params, root, checkpoint, "cft")
     md5 = fake_dvc_cache(root, "models/cft")
-    write_dvc_lock(root, {**UPSTREAM, "train": {"models/cft": md5}})
+    write_dvc_lock(root, {**UPSTREAM, "train@cft": {"models/cft": md5}})
     # A later run overwrote the workspace checkpoint: registering never reads the weights, and
     # loading finds this version's own weights in the DVC cache.
     (model_dir / "model.safetensors").write_bytes(b"not the weights")

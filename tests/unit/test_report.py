@@ -1,11 +1,12 @@
 """Metrics (accuracy, pass@k, majority vote, summary) and the Table-2 style report."""
 
+import json
 import math
 
 import pytest
 
 from cft.evaluate.metrics import accuracy, majority_vote, pass_at_k, summarise
-from cft.evaluate.report import comparison_chart, comparison_table, results_from_summaries
+from cft.evaluate.report import comparison_table, report_chart, results_from_summaries
 
 PAPER_LIKE = {
     "base": {"math-500": 55.4, "minerva_math": 13.6, "gsm8k": 91.6, "olympiadbench": 16.1, "aime24": 10.0, "amc23": 40.0},
@@ -72,8 +73,28 @@ def test_results_from_summaries():
     assert results_from_summaries({"m": summary}) == {"m": {"gsm8k": 50.0}}
 
 
-def test_comparison_chart_writes_png(tmp_path):
-    path = comparison_chart(PAPER_LIKE, tmp_path / "plots" / "compare.png")
+def test_report_chart_with_benchmarks_only_writes_png(tmp_path):
+    path = report_chart(tmp_path / "plots" / "compare.png", PAPER_LIKE, curves={}, critic={}, self_critique={})
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 1000
+
+
+def test_report_stage_shows_heldout_loss_and_critic_metrics(tmp_path):
+    from cft.stages.report import loss_curves, write_report
+
+    critic = {"n": 10, "accuracy": 0.6, "balanced_accuracy": 0.55, "f1_wrong": 0.7, "no_verdict_rate": 0.1}
+    silent = {"n": 10, "accuracy": 0.0, "balanced_accuracy": 0.0, "f1_wrong": None, "no_verdict_rate": 1.0}
+    zeros = {"benchmarks": {"gsm8k": {"accuracy": 0.0, "n": 5}}, "average": 0.0}
+    evaluations = {"base": {**zeros, "critic": silent, "self_critique": silent},
+                   "cft": {**zeros, "critic": critic, "self_critique": silent}}
+    history = [{"step": 0, "eval_loss": 8.3}, {"step": 5, "loss": 6.0}, {"step": 10, "loss": 4.0, "eval_loss": 4.5}]
+    trainings = {"cft": {"heldout_loss_start": 8.3, "heldout_loss_final": 4.5, "log_history": history}}
+
+    table = write_report(evaluations, trainings, tmp_path)
+    header, _, base, cft = table.strip().splitlines()
+    assert header.startswith("| Model | GSM8K | Avg | Held-out loss, before | Held-out loss, after | Critic bal. acc.")
+    assert base.split("|")[4].strip() == "-" and "**4.500**" in cft and "8.300" in cft and "**8.300**" not in cft
+    assert loss_curves(history) == {"train": [(5, 6.0), (10, 4.0)], "heldout": [(0, 8.3), (10, 4.5)]}
+    assert (tmp_path / "comparison.png").stat().st_size > 20_000
+    assert set(json.loads((tmp_path / "comparison.json").read_text())["models"]) == {"base", "cft"}
