@@ -138,16 +138,19 @@ def build(
 @_stage
 def train(
     train_dir: Path = Path("data/train"),
-    out: Path = Path("models/cft"),
-    metrics: Path = Path("metrics/train.json"),
-    plot: Path = Path("plots/train_loss.csv"),
+    out: Annotated[Path | None, typer.Option(help="the trained model (default: models/<mode>)")] = None,
+    metrics: Annotated[Path | None, typer.Option(help="default: metrics/train/<mode>.json")] = None,
+    plot: Annotated[Path | None, typer.Option(help="loss per step, CSV (default: plots/train/<mode>.csv)")] = None,
     mode: Annotated[str | None, typer.Option(help="cft | sft_noisy | sft_verified | sft_teacher (default: the first of train.modes)")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ):
     """Fine-tune under `accelerate launch` (loss on completion tokens only); resumes a killed run."""
     from cft.stages import train as stage
 
-    return stage.run(_params(params), train_dir, out, metrics, plot, mode=mode)
+    loaded = _params(params)
+    mode = mode or loaded.train.mode
+    return stage.run(loaded, train_dir, out or Path(f"models/{mode}"), metrics or Path(f"metrics/train/{mode}.json"),
+                     plot or Path(f"plots/train/{mode}.csv"), mode=mode)
 
 
 @app.command("prune-checkpoints")
@@ -169,17 +172,19 @@ def prune_checkpoints(
 @app.command()
 @_stage
 def evaluate(
-    model: Annotated[str, typer.Option(help="a local HF directory or hub id")] = "models/cft",
     name: Annotated[str, typer.Option(help="the model's name in the report (a train mode or a baseline)")] = "cft",
-    out_dir: Annotated[Path, typer.Option(help="predictions.jsonl and critiques.jsonl go here")] = Path("data/eval/cft"),
-    metrics: Path = Path("metrics/eval/cft.json"),
-    heldout: Annotated[Path, typer.Option(help="held-out (question, response, correct) pairs for the critic metrics")] = Path("data/train/heldout/critic.jsonl"),
+    model: Annotated[str | None, typer.Option(help="a local HF directory or hub id (default: models/<name>)")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="predictions.jsonl and critiques.jsonl (default: data/eval/<name>)")] = None,
+    metrics: Annotated[Path | None, typer.Option(help="default: metrics/eval/<name>.json")] = None,
+    heldout: Annotated[Path | None, typer.Option(help="held-out (question, response, correct) pairs for the critic metrics (default: the build stage's, data/train/heldout/critic.jsonl)")] = None,
     params: ParamsOpt = Path("params.yaml"),
 ):
     """Evaluate one model on the configured math benchmarks, and as a critic."""
     from cft.stages import evaluate as stage
+    from cft.stages.build import HELDOUT_CRITIC
 
-    return stage.run(_params(params), model, name, out_dir, metrics, heldout)
+    return stage.run(_params(params), model or f"models/{name}", name, out_dir or Path(f"data/eval/{name}"),
+                     metrics or Path(f"metrics/eval/{name}.json"), heldout or HELDOUT_CRITIC)
 
 
 @app.command()
@@ -218,7 +223,7 @@ def compare(
 @_stage
 def register(
     model: Path = Path("models/cft"),
-    eval_metrics: Path = Path("metrics/eval.json"),
+    eval_metrics: Path = Path("metrics/eval/cft.json"),
     out: Path = Path("metrics/registry.json"),
     params: ParamsOpt = Path("params.yaml"),
 ):

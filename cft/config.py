@@ -67,6 +67,13 @@ class SamplingConfig(StrictModel):
 EnvVarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
+class Prices(StrictModel):
+    """USD per 1M tokens of the backend's model (any other key is refused)."""
+
+    prompt: Annotated[float, Field(ge=0.0)]
+    completion: Annotated[float, Field(ge=0.0)]
+
+
 class BackendConfig(StrictModel):
     """Where a model runs. Only the options of the chosen backend are passed on.
 
@@ -98,7 +105,7 @@ class BackendConfig(StrictModel):
     max_retries: Annotated[int, Field(ge=0)] = 6
     concurrency: PositiveInt = 16
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"  # newer OpenAI models: the latter
-    prices: dict[str, float] | None = None  # USD per 1M tokens: {prompt: .., completion: ..}
+    prices: Prices | None = None  # USD per 1M tokens: {prompt: .., completion: ..}
 
     @model_validator(mode="after")
     def _engine_args_not_typed_ones(self):
@@ -125,7 +132,7 @@ class BackendConfig(StrictModel):
             "max_retries": self.max_retries,
             "concurrency": self.concurrency,
             "max_tokens_param": self.max_tokens_param,
-            "prices": self.prices,
+            "prices": self.prices.model_dump() if self.prices else None,
         }
 
 
@@ -236,8 +243,13 @@ class EvaluateConfig(BackendConfig):
     pass_at_k: list[PositiveInt] = Field(default_factory=list)
     grade_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     critic: CriticEvalConfig = CriticEvalConfig()
-    # Models evaluated beside the trained ones, by report name: the base model, any other run.
-    baselines: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _baselines_moved(cls, data):
+        if isinstance(data, dict) and "baselines" in data:
+            raise ValueError("`baselines` moved out of `evaluate` to the top level of params.yaml")
+        return data
 
     @model_validator(mode="after")
     def _sampling_consistent(self):
@@ -293,6 +305,10 @@ class Params(StrictModel):
     build: BuildConfig = BuildConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig
+    # Models evaluated beside the trained ones, by report name: the base model, any other run.
+    # Its own section: no `evaluate@<mode>` stage depends on it (dvc.yaml), so adding one
+    # evaluates only that model.
+    baselines: dict[str, str] = Field(default_factory=dict)
     register_: RegisterConfig = Field(default=RegisterConfig(), alias="register")
     orchestrate: OrchestrateConfig = OrchestrateConfig()
 

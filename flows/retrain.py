@@ -3,14 +3,15 @@
     python -m flows.retrain              # once, in-process
     python -m flows.deploy               # on a schedule, on a work pool (docs/orchestration.md)
 
-1. Reproduce every stage before `train` (DVC skips what did not change, so this is cheap
+1. Reproduce the stages `train` depends on (DVC skips what did not change, so this is cheap
    when no new problems, responses or critiques arrived).
 2. Decide (cft.registry.retrain): compare the data the train stage reads (`data/train`,
    the base model) with the lineage of the registered versions. Trained on exactly this
    already: the run ends Completed, named "Skipped", with a message that says why.
 3. Otherwise (or with `force`): reproduce `train` and every stage after it (all of them
    forced with `force`, so it trains, evaluates and registers even when DVC sees nothing
-   changed); the register stage applies the promotion gate.
+   changed), and the stages outside the training path (the baselines' evaluation) as DVC
+   needs; the register stage applies the promotion gate.
 4. `dvc push` every new artifact to the DVC remote (params `orchestrate.push`).
 
 The message of the final state names what this run registered (or that it registered
@@ -26,9 +27,9 @@ from prefect.states import Completed
 
 from cft.registry.lineage import TRAIN_STAGE
 from cft.registry.retrain import Decision, registration_outcome
-from cft.stages.graph import downstream, stage_graph, topological
+from cft.stages.graph import downstream, stage_graph, topological, upstream
 from cft.train.checkpoints import PIPELINE_ROOT, prune
-from flows.pipeline import _logger, _settings, push_outputs, run_stages
+from flows.pipeline import _logger, _settings, push_outputs, run_stage, run_stages
 
 
 @task(task_run_name="decide")
@@ -52,7 +53,7 @@ def cft_retrain(force: bool = False, workspace: str | None = None):
     cfg = _settings(root)
     graph = stage_graph(root)
     from_train = downstream(graph, TRAIN_STAGE)
-    before = [stage for stage in topological(graph) if stage not in from_train]
+    before = [stage for stage in upstream(graph, TRAIN_STAGE) if stage not in from_train]
     ran = run_stages(before, root, settings=cfg)
 
     decision = decide(str(root), force)
@@ -62,11 +63,16 @@ def cft_retrain(force: bool = False, workspace: str | None = None):
     if decision.force:
         # A forced retrain trains from scratch: kept checkpoints would only re-export the last model.
         prune(root / PIPELINE_ROOT, keep_last=0)
-    ran += run_stages(from_train, root, force=decision.force, settings=cfg)
+    # the rest in dependency order: the training path (forced with `force`) and the
+    # baselines' evaluation (as DVC needs it; the report reads it)
+    for stage in (stage for stage in topological(graph) if stage not in before):
+        ran += run_stage(stage, root, force=decision.force and stage in from_train, settings=cfg)
     pushed = push_outputs(root, cfg)
     outcome = registration_outcome(root, ran)
-    message = f"retrained: {decision.reason}; ran {', '.join(ran) or 'nothing'}; {outcome}" + ("; pushed to the DVC remote" if pushed else "")
-    return Completed(message=message, data={"retrained": True, "reason": decision.reason, "ran": ran, "registered": outcome})
+    trained = any(stage.split("@")[0] == TRAIN_STAGE for stage in ran)
+    headline = "retrained" if trained else "not retrained (DVC found training up to date)"
+    message = f"{headline}: {decision.reason}; ran {', '.join(ran) or 'nothing'}; {outcome}" + ("; pushed to the DVC remote" if pushed else "")
+    return Completed(message=message, data={"retrained": trained, "reason": decision.reason, "ran": ran, "registered": outcome})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ model whose name starts with "base" has no chat template. It writes one JSON lin
 engine load ({"llm": kwargs}) and per generate call ({"generate": n, "params", "prompts"})
 to FAKE_VLLM_LOG. Model "crash" fails to load; model "dies" exits on its second call;
 model "slow" starts an engine process of its own (logging {"pids": [worker, engine]})
-and never finishes a call (logging {"busy": true} when it starts one).
+and never finishes a call (logging {"busy": true} when it starts one); model "dead"
+raises vLLM's EngineDeadError on every call. A message containing "[bad-template]"
+makes the chat template raise (as a Jinja template's raise_exception does), and a
+prompt containing "[reject]" makes `generate` reject its whole call.
 """
 
 import textwrap
@@ -25,6 +28,12 @@ FAKE_VLLM = textwrap.dedent("""
         with open(os.environ["FAKE_VLLM_LOG"], "a") as fh:
             fh.write(json.dumps(entry) + "\\n")
 
+    class TemplateError(Exception):
+        '''What jinja2 raises from a template's raise_exception.'''
+
+    class EngineDeadError(Exception):
+        '''vLLM's: the engine core process died; the engine is unusable from then on.'''
+
     class SamplingParams:
         def __init__(self, **kw):
             self.kw = kw
@@ -36,6 +45,8 @@ FAKE_VLLM = textwrap.dedent("""
             self.vocab, self.words = {}, []
 
         def apply_chat_template(self, chat, tokenize=False, add_generation_prompt=True):
+            if any("[bad-template]" in m["content"] for m in chat):
+                raise TemplateError("Conversation roles must alternate user/assistant/user/assistant/...")
             return " ".join(f"<|{m['role']}|> {m['content']}" for m in chat) + " <|assistant|>"
 
         def encode(self, text, add_special_tokens=True):
@@ -93,6 +104,10 @@ FAKE_VLLM = textwrap.dedent("""
         def generate(self, prompts, sampling_params=None, use_tqdm=True):
             self._check(len(p["prompt_token_ids"]) for p in prompts)
             self.calls += 1
+            if self.model == "dead":
+                raise EngineDeadError("EngineCore encountered an issue. See stack trace (above) for the root cause.")
+            if any("[reject]" in self.tokenizer.decode(p["prompt_token_ids"]).split() for p in prompts):
+                raise RuntimeError("fake engine rejected the call")
             if self.model == "slow":
                 import time
                 _log({"busy": True})

@@ -46,12 +46,11 @@ def critic_metrics(truth: Sequence[bool], verdicts: Sequence[str | None]) -> dic
         support = sum(a == label for a in actual)
         if support:
             recalls.append(sum(a == v == label for a, v in zip(actual, verdicts)) / support)
+    # F1 = 2TP / (2TP + FP + FN): 0.0 for a critic that never says "wrong" about wrong
+    # solutions; undefined only when there is nothing wrong and it never says "wrong".
     true_wrong = sum(a == v == "wrong" for a, v in zip(actual, verdicts))
-    precision = _ratio(true_wrong, sum(v == "wrong" for v in verdicts))
-    recall = _ratio(true_wrong, sum(a == "wrong" for a in actual))
-    f1 = None
-    if precision is not None and recall is not None:
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    said_wrong, are_wrong = sum(v == "wrong" for v in verdicts), sum(a == "wrong" for a in actual)
+    f1 = _ratio(2 * true_wrong, said_wrong + are_wrong)
     return {
         "n": n,
         "accuracy": _ratio(hits, n),

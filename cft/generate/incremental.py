@@ -2,7 +2,7 @@
 
 This is the loop the respond and critique stages share:
 
-    journal = Journal(out.with_name(out.name + ".journal.jsonl"))
+    journal = Journal(respond.journal_path(out))   # cft.stages.respond: data/cache/responses.journal.jsonl
     summary = generate_journaled(generator, planned, sampling, journal, make_row)
     journal.finalize([p.id for p in planned], out)
     journal.compact([p.id for p in planned])   # the stage succeeded: drop rows no output holds

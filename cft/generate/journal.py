@@ -2,15 +2,17 @@
 
 Every finished row is appended and flushed at once, so a killed process (even
 SIGKILL) loses at most the row being written: the operating system has the rest.
-fsync, which only matters if the machine itself goes down, is batched to at most
-one per `fsync_interval_s` (one per row would cap a stage at the disk's fsync rate:
-tens of rows a second on network filesystems); a machine crash loses at most that
-last interval's rows, which are generated again. Reading forgives what a kill
-leaves behind: a torn last line is dropped (its row is simply generated again)
-and a repeated id keeps its last row. `finalize` then writes the stage output
-atomically: exactly the planned ids, in plan order, once each, plus a failures
-file listing every planned id that has no row, with the reason, so nothing is
-dropped silently. Failed rows are not journaled, so the next run retries them.
+fsync, which only matters if the machine itself goes down, is batched: an append
+fsyncs only when `fsync_interval_s` has passed since the last fsync (one per row
+would cap a stage at the disk's fsync rate: tens of rows a second on network
+filesystems), and `close` fsyncs; a machine crash loses the rows written since the
+last fsync, which are generated again. Reading forgives what a kill leaves behind:
+a torn last line (one without its newline, even if it parses) is dropped (its row
+is simply generated again) and a repeated id keeps its last row. `finalize` then
+writes the stage output atomically: exactly the planned ids, in plan order, once
+each, plus a failures file listing every planned id that has no row, with the
+reason, so nothing is dropped silently. Failed rows are not journaled, so the next
+run retries them.
 `compact` rewrites the journal down to the rows an output holds (atomically: a
 kill during it leaves the old journal whole).
 """
@@ -34,9 +36,8 @@ def failures_path(out_path: str | Path) -> Path:
 
 
 class Journal:
-    def __init__(self, path: str | Path, *, fsync: bool = True, fsync_interval_s: float = 1.0):
+    def __init__(self, path: str | Path, *, fsync_interval_s: float = 1.0):
         self.path = Path(path)
-        self.fsync = fsync
         self.fsync_interval_s = fsync_interval_s
         self.skipped_lines = 0  # unreadable lines seen by the last load (torn or corrupt)
         self._lines = 0  # row lines in the file (repeats included): what compaction could drop
@@ -57,15 +58,8 @@ class Journal:
             self._rows = self._load()
         return self._rows
 
-    def done_ids(self) -> set[str]:
-        """A snapshot of the journaled ids (a copy: test membership with `id in journal`)."""
-        return set(self.rows())
-
     def __contains__(self, row_id: str) -> bool:
         return row_id in self.rows()
-
-    def __len__(self) -> int:
-        return len(self.rows())
 
     def _load(self) -> dict[str, dict]:
         rows: dict[str, dict] = {}
@@ -76,6 +70,11 @@ class Journal:
         with self.path.open("rb") as fh:
             for raw in fh:
                 if not raw.strip():
+                    continue
+                if not raw.endswith(b"\n"):
+                    # Torn even if it parses: the next append cuts it (`_cut_torn_tail`), so it must
+                    # not be counted as done; compaction then rewrites the file without it.
+                    self.skipped_lines += 1
                     continue
                 try:
                     row = json.loads(raw)
@@ -140,7 +139,7 @@ class Journal:
             fh.write(data)
             fh.flush()  # in the OS from here on: a killed process loses nothing written
             now = time.monotonic()
-            if self.fsync and now - self._last_fsync >= self.fsync_interval_s:
+            if now - self._last_fsync >= self.fsync_interval_s:
                 os.fsync(fh.fileno())
                 self._last_fsync = now
             for row in rows:
@@ -160,8 +159,7 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:
-                if self.fsync:
-                    os.fsync(self._fh.fileno())
+                os.fsync(self._fh.fileno())
                 self._fh.close()
                 self._fh = None
 

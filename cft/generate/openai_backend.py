@@ -56,7 +56,7 @@ class OpenAIGenerator(StreamingGenerator):
         timeout_s: float = 120.0,
         max_retries: int = 6,
         concurrency: int = 16,
-        prices: dict | None = None,
+        prices: dict[str, float] | None = None,
         max_tokens_param: str = "max_tokens",
     ):
         import openai
@@ -82,13 +82,12 @@ class OpenAIGenerator(StreamingGenerator):
         self.max_retries = max_retries
         self.concurrency = concurrency
         self.max_tokens_param = max_tokens_param
-        self._prices = _check_prices(prices, model)
+        self._prices = _check_prices(prices)
         self._secret = key
         self._attempts = threading.local()  # per sending thread: requests sent for the current row
         http_client = openai.DefaultHttpxClient(event_hooks={"request": [self._count_attempt]})
         self._client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout_s, max_retries=max_retries,
                                      http_client=http_client)
-        self._slots = threading.BoundedSemaphore(concurrency)  # per generator, across calls
         self._lock = threading.Lock()
         self._usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "failures": 0, "retries": 0,
                        "empty": 0}
@@ -117,8 +116,9 @@ class OpenAIGenerator(StreamingGenerator):
     def generate_iter(self, chats: list[Chat], sampling: Sampling) -> Iterator[tuple[int, Generation | RequestFailed]]:
         """Yield (index, Generation or RequestFailed) as each request finishes, in completion order.
 
-        Closing the iterator early stops handing out new requests; the few in flight
-        finish (or are dropped at exit) on their daemon threads.
+        At most `concurrency` requests are in flight: one per sending thread. Closing the
+        iterator early stops handing out new requests; the few in flight finish (or are
+        dropped at exit) on their daemon threads.
         """
         chats = list(chats)
         if not chats:
@@ -160,8 +160,7 @@ class OpenAIGenerator(StreamingGenerator):
         }
         failure = None
         try:
-            with self._slots:
-                data = self._client.post("/chat/completions", body=body, cast_to=dict)
+            data = self._client.post("/chat/completions", body=body, cast_to=dict)
             generation = _parse(data)
         except Exception as exc:  # noqa: BLE001 - this row's failure, never a lost thread
             # Built here but returned outside: the original (whose text may hold the key)
@@ -217,19 +216,11 @@ def _parse(data: dict) -> Generation:
                       empty=not text.strip())
 
 
-def _check_prices(prices: dict | None, model: str) -> dict | None:
-    """USD per 1M tokens: {"prompt": p, "completion": c}, or {model: {...}} for several models."""
+def _check_prices(prices: dict | None) -> dict[str, float] | None:
+    """USD per 1M tokens: {"prompt": p, "completion": c} (this generator's one model)."""
     if prices is None:
         return None
-    if model in prices and isinstance(prices[model], dict):
-        prices = prices[model]
-    elif not {"prompt", "completion"} <= set(prices):
-        return None if all(isinstance(v, dict) for v in prices.values()) else _bad_prices(prices)
     if set(prices) != {"prompt", "completion"}:
-        _bad_prices(prices)
+        raise ValueError(f"openai backend: prices must be {{'prompt': usd_per_1M, 'completion': usd_per_1M}}, "
+                         f"got keys {sorted(prices)}")
     return {k: float(v) for k, v in prices.items()}
-
-
-def _bad_prices(prices: dict):
-    raise ValueError(f"openai backend: prices must be {{'prompt': usd_per_1M, 'completion': usd_per_1M}} "
-                     f"(optionally keyed by model), got keys {sorted(prices)}")

@@ -73,10 +73,6 @@ class GenerationProgress:
                 self._print()
 
     @property
-    def n(self) -> int:
-        return self._n
-
-    @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self._start
 

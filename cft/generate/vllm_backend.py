@@ -8,9 +8,10 @@ in its own environment: `python` is that environment's interpreter (docs/design.
 The worker (`cft.generate.vllm_worker`) loads the engine once, on the first call,
 and serves every later `generate` call of this generator: n samples per problem, or
 the evaluate stage's benchmarks and sample indices, cost one engine load per model.
-Requests travel in chunks of `chunk_size`; results stream back row by row, so
-`generate_iter` hands rows over while the batch is running. `close()` (or `with`,
-or the generator being garbage collected) stops the worker and frees the GPUs.
+Requests travel in chunks of `chunk_size`; the worker answers a whole chunk once
+vLLM's `generate` returns for it, so `generate_iter` hands rows over chunk by chunk
+while later chunks run, and a killed run loses at most the chunk in flight. `close()`
+(or `with`, or the generator being garbage collected) stops the worker and frees the GPUs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cft.generate.base import Chat, Generation, GenerationError, PromptTooLong, Sampling, StreamingGenerator
+from cft.generate.vllm_worker import MISSING_MARK, VLLM_MISSING
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `cft/`
 _LOG_TAIL = 40
@@ -190,7 +192,7 @@ class VLLMGenerator(StreamingGenerator):
         if ready is _EXIT_MARK or "ready" not in ready:
             status, tail = worker.exit_status(), worker.tail()
             self.close(graceful=False)
-            if status == 3 and any("CFT_VLLM_MISSING" in line for line in tail):
+            if status == VLLM_MISSING and any(MISSING_MARK in line for line in tail):
                 raise VLLMUnavailable(self._missing_message(tail[-3:]))
             raise VLLMWorkerError(f"vllm worker exited with status {status} while loading {self.model}; "
                                   "last log lines:\n" + "\n".join(tail))

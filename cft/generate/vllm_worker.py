@@ -7,7 +7,8 @@ chunks {"call": c, "sampling": {...}, "requests": [{"i": i, "messages": [...]}, 
 The worker loads the engine, says {"ready": {"max_model_len": m, "vllm": version}},
 then answers each chunk, in order, with one line per request:
 {"call", "i", "text", "prompt_tokens", "completion_tokens"}, or {"call", "i", "error",
-"reason"} for a request that cannot run (reason `prompt_too_long`). End of stdin: exit 0.
+"reason"} for a request that cannot run (reason `prompt_too_long`, or `error`: its chat
+template raised, or vLLM rejected its chunk). End of stdin: exit 0.
 
 Prompts are rendered with the model's chat template (plain concatenation without
 one, the rule every backend shares: `cft.generate.chat`) and tokenized here, so an
@@ -30,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 
 VLLM_MISSING = 3
 MISSING_MARK = "CFT_VLLM_MISSING"
@@ -59,25 +61,48 @@ def max_model_len(llm) -> int | None:
     return None
 
 
+def _failed(call: int, i: int, reason: str, error: str) -> dict:
+    return {"call": call, "i": i, "reason": reason, "error": error}
+
+
 def answer_chunk(llm, tokenizer, context: int | None, sampling_params, chunk: dict) -> list[dict]:
-    """One result line per request of the chunk, in request order."""
+    """One result line per request of the chunk, in request order.
+
+    A prompt whose chat template or encoding raises fails alone; a `generate` that raises
+    fails the chunk's prompts (reason `error`): either would otherwise stop every rerun
+    at the same chunk. A dead engine (vLLM's EngineDeadError) is re-raised: the worker
+    exits with its traceback in the log instead of failing every later row.
+    """
     from cft.generate.chat import render_chat
 
     call = chunk["call"]
     results: list[dict | None] = []
     prompts, slots = [], []
     for request in chunk["requests"]:
-        ids = tokenizer.encode(render_chat(tokenizer, request["messages"]), add_special_tokens=False)
+        try:
+            ids = tokenizer.encode(render_chat(tokenizer, request["messages"]), add_special_tokens=False)
+        except Exception as exc:  # noqa: BLE001 - this prompt's failure (a template's raise_exception, ...)
+            results.append(_failed(call, request["i"], "error", f"rendering the prompt failed: {type(exc).__name__}: {exc}"))
+            continue
         # vLLM needs room for at least one generated token; a longer prompt would make it reject the call.
         if context is not None and len(ids) >= context:
-            results.append({"call": call, "i": request["i"], "reason": "prompt_too_long",
-                            "error": f"prompt_too_long: the prompt has {len(ids)} tokens, the model's context "
-                                     f"(max_model_len) is {context}"})
+            results.append(_failed(call, request["i"], "prompt_too_long",
+                                   f"prompt_too_long: the prompt has {len(ids)} tokens, the model's context "
+                                   f"(max_model_len) is {context}"))
             continue
         slots.append(len(results))
         results.append(None)
         prompts.append({"prompt_token_ids": ids})
-    outputs = llm.generate(prompts, sampling_params, use_tqdm=False) if prompts else []
+    try:
+        outputs = llm.generate(prompts, sampling_params, use_tqdm=False) if prompts else []
+    except Exception as exc:  # noqa: BLE001 - the chunk's failure, unless the engine is gone
+        if type(exc).__name__ == "EngineDeadError":  # by name: its module moves between vLLM versions
+            raise
+        traceback.print_exc(file=sys.stderr)
+        error = f"vllm generate failed for this chunk of {len(prompts)}: {type(exc).__name__}: {exc}"
+        for slot in slots:
+            results[slot] = _failed(call, chunk["requests"][slot]["i"], "error", error)
+        return results  # type: ignore[return-value]
     for slot, output in zip(slots, outputs, strict=True):
         completion = output.outputs[0]
         results[slot] = {"call": call, "i": chunk["requests"][slot]["i"], "text": completion.text,

@@ -34,14 +34,14 @@ LINKS_DIR = "cft-checkpoints"  # under the system temp dir: symlink folders, reu
 
 def make_ref(root: Path, model_dir: Path, git_commit: str = "none") -> dict:
     """The pointer for `model_dir`, with the md5 dvc.lock records for it (if any)."""
-    from cft.registry.lineage import locked_md5
+    from cft.stages.graph import recorded_md5
 
     root, model_dir = Path(root).resolve(), Path(model_dir).resolve()
     try:
         path = model_dir.relative_to(root).as_posix()
     except ValueError:
         path = str(model_dir)  # outside the project: an absolute path, no DVC
-    return {"kind": KIND, "project_root": str(root), "path": path, "dvc_md5": locked_md5(root, path), "git_commit": git_commit}
+    return {"kind": KIND, "project_root": str(root), "path": path, "dvc_md5": recorded_md5(root, path), "git_commit": git_commit}
 
 
 def dvc_cache_dir(root: Path) -> Path:
@@ -99,7 +99,7 @@ def checkout_from_cache(root: Path, md5: str) -> Path | None:
 
 def resolve_checkpoint(ref: dict) -> Path:
     """The local folder holding exactly the weights `ref` points to (see module docstring)."""
-    from cft.registry.lineage import locked_md5
+    from cft.stages.graph import recorded_md5
 
     if ref.get("kind") != KIND:
         raise ValueError(f"not a cft checkpoint reference: {ref!r}")
@@ -109,7 +109,7 @@ def resolve_checkpoint(ref: dict) -> Path:
         cached = checkout_from_cache(root, md5)
         if cached is not None:
             return cached
-    if path.exists() and (not md5 or locked_md5(root, ref["path"]) == md5):
+    if path.exists() and (not md5 or recorded_md5(root, ref["path"]) == md5):
         return path
     raise FileNotFoundError(
         f"checkpoint {ref['path']} (dvc md5 {md5}) is neither in the DVC cache of {root} nor in the workspace; "

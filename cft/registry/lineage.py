@@ -65,13 +65,6 @@ def dvc_hashes(root: Path, stage: str = TRAIN_STAGE) -> dict[str, str] | None:
     return upstream_data(Path(root), stage, exclude_prefixes=CODE_PREFIXES)
 
 
-def locked_md5(root: Path, path: str) -> str | None:
-    """The md5 dvc.lock records for `path` as some stage's output, or None."""
-    from cft.stages.graph import recorded_md5
-
-    return recorded_md5(Path(root), path)
-
-
 def git_state(root: Path) -> tuple[str, bool]:
     """(HEAD sha or "none", dirty). No commit yet counts as dirty: nothing to check out."""
 

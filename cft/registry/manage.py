@@ -94,9 +94,15 @@ def score_on(client, version, metric: str) -> float | None:
         return None
     if version.tags.get(METRIC_TAG, "average") == metric and score(version) is not None:
         return score(version)
+    from mlflow.exceptions import MlflowException
+
     if not getattr(version, "run_id", None):
         return None
-    return _number(client.get_run(version.run_id).data.metrics.get(f"eval.{metric}"))
+    try:
+        run = client.get_run(version.run_id)
+    except MlflowException:  # the run was deleted: no score, rather than a gate that always fails
+        return None
+    return _number(run.data.metrics.get(f"eval.{metric}"))
 
 
 def _require_version(client, name: str, version: str | None = None):
@@ -162,8 +168,8 @@ def _clear_rolled_back(client, name: str, version: str) -> None:
         client.delete_model_version_tag(name, version, ROLLED_BACK_TAG)
 
 
-def _tag_decision(client, name: str, version: str, decision: str, reason: str, champion_before) -> None:
-    before_score = score(champion_before)
+def _tag_decision(client, name: str, version: str, decision: str, reason: str, champion_before,
+                  before_score: float | None) -> None:
     for key, value in {
         DECISION_TAG: decision,
         REASON_TAG: reason,
@@ -186,25 +192,24 @@ def apply_promotion_gate(client, name: str, version: str, value: float | None, m
         mv = client.get_model_version(name, version)
         for _ in range(5):
             champion = version_by_alias(client, name, CHAMPION)
+            champion_score = score_on(client, champion, metric)
             if champion is not None and str(champion.version) == version:
-                return GateResult(version, False, True, "already champion", "already champion", version,
-                                  score_on(client, champion, metric))
+                return GateResult(version, False, True, "already champion", "already champion", version, champion_score)
             if mv.tags.get(ROLLED_BACK_TAG) == "true":
                 decision = Decision(False, "rolled back by hand earlier: only a manual promote brings it back")
             elif value is None:
                 decision = Decision(False, f"evaluation {eval_status}: never promoted")
             else:
-                decision = decide(value, score_on(client, champion, metric), margin,
-                                  higher_is_better=higher_is_better, metric=metric)
+                decision = decide(value, champion_score, margin, higher_is_better=higher_is_better, metric=metric)
             latest = version_by_alias(client, name, CHAMPION)
             if _version_of(latest) != _version_of(champion):
                 continue  # the champion moved between read and write: decide again
             if decision.promote:
                 _make_champion(client, name, version, champion)
             label = "promoted" if decision.promote else "rejected"
-            _tag_decision(client, name, version, label, decision.reason, champion)
+            _tag_decision(client, name, version, label, decision.reason, champion, champion_score)
             return GateResult(version, decision.promote, decision.promote, label, decision.reason, _version_of(champion),
-                              score_on(client, champion, metric))
+                              champion_score)
         raise RuntimeError(f"{name}: the champion kept changing while deciding on version {version}")
 
 
@@ -220,7 +225,7 @@ def promote(client, name: str, version: str | int, reason: str) -> str | None:
             return version
         _make_champion(client, name, version, previous)
         _clear_rolled_back(client, name, version)
-        _tag_decision(client, name, version, "promoted by hand", reason, previous)
+        _tag_decision(client, name, version, "promoted by hand", reason, previous, score(previous))
         return _version_of(previous)
 
 
@@ -251,5 +256,6 @@ def rollback(client, name: str, reason: str = "rollback") -> str:
         client.set_registered_model_alias(name, CHAMPION, target)
         _clear_rolled_back(client, name, target)
         _set_history(client, name, history)
-        _tag_decision(client, name, target, "restored by rollback", f"{reason}: replaces version {current_version}", current)
+        _tag_decision(client, name, target, "restored by rollback", f"{reason}: replaces version {current_version}", current,
+                      score(current))
         return target

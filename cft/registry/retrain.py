@@ -6,11 +6,11 @@ each an output of an earlier stage (cft.stages.graph.stage_inputs). The register
 tags every model version with the md5 of those outputs at training time
 (`lineage.dvc.<path>`, cft.registry.lineage). So:
 
-- no champion yet, or a champion without those tags: retrain;
 - the champion was trained on exactly these inputs: skip;
-- another registered version was (the promotion gate kept the champion, or a person rolled
-  back): skip, training again would make the same model;
-- otherwise: retrain.
+- another registered version was (the promotion gate kept the champion, a person rolled
+  back, or its evaluation failed so nothing is champion yet): skip, training again would
+  make the same model;
+- otherwise (no champion yet, a champion without those tags, other inputs): retrain.
 
 Comparing the training files rather than the critique data means that a change which
 leaves the clean rows as they were (validation settings, rejected rows only, a new
@@ -48,7 +48,7 @@ def _short(md5: str | None) -> str:
 
 
 def _trained_on(version: ModelVersionInfo, current: dict[str, str | None]) -> bool:
-    return all(version.lineage.get(path) == md5 for path, md5 in current.items())
+    return bool(current) and all(md5 is not None and version.lineage.get(path) == md5 for path, md5 in current.items())
 
 
 def decide_retrain(
@@ -70,22 +70,20 @@ def decide_retrain(
 
 def _compare(current: dict[str, str | None], champion: ModelVersionInfo | None, versions: list[ModelVersionInfo]) -> Decision:
     summary = ", ".join(f"{path} md5 {_short(md5)}" for path, md5 in current.items())
+    if champion is not None and _trained_on(champion, current):
+        return Decision(False, f"training data unchanged since champion v{champion.version} ({summary})")
+    same = [v for v in versions if (champion is None or v.version != champion.version) and _trained_on(v, current)]
+    if same:
+        newest = max(same, key=lambda v: int(v.version))
+        aliases = f" ({', '.join(newest.aliases)})" if newest.aliases else ""
+        kept = (f"the promotion gate or a person kept champion v{champion.version}" if champion is not None
+                else "no version is champion (its evaluation failed or the gate has not promoted one)")
+        return Decision(False, f"training data unchanged since v{newest.version}{aliases}, which was trained on it; {kept} ({summary})")
     if champion is None:
         return Decision(True, "no champion model version yet")
     if not any(champion.lineage.get(path) for path in current):
         tags = ", ".join(tag_name(DVC_PREFIX, p) for p in current)
         return Decision(True, f"champion v{champion.version} has no lineage tags ({tags})")
-    if _trained_on(champion, current):
-        return Decision(False, f"training data unchanged since champion v{champion.version} ({summary})")
-    same = [v for v in versions if v.version != champion.version and _trained_on(v, current)]
-    if same:
-        newest = max(same, key=lambda v: int(v.version))
-        aliases = f" ({', '.join(newest.aliases)})" if newest.aliases else ""
-        return Decision(
-            False,
-            f"training data unchanged since v{newest.version}{aliases}, which was trained on it; "
-            f"the promotion gate or a person kept champion v{champion.version} ({summary})",
-        )
     changed = [path for path, md5 in current.items() if champion.lineage.get(path) != md5]
     detail = "; ".join(f"{path}: {_short(champion.lineage.get(path))} -> {_short(current[path])}" for path in changed)
     return Decision(True, f"training data changed since champion v{champion.version} ({detail})")
@@ -114,10 +112,8 @@ def registered_versions(tracking_uri: str, model_name: str) -> tuple[ModelVersio
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     champion = version_by_alias(client, model_name, "champion")
-    if champion is None:
-        return None, []
     versions = client.search_model_versions(f"name = '{model_name}'")
-    return _info(champion), [_info(v) for v in versions]
+    return (_info(champion) if champion is not None else None), [_info(v) for v in versions]
 
 
 def decide(root: Path, force: bool = False) -> Decision:

@@ -19,11 +19,15 @@ RUN_FILE = "mlflow_run.json"  # written beside a trained model by the train stag
 RUN_GROUP_TAG = "cft.run_group"
 
 
-def run_group(heldout_dir: Path) -> str:
-    """`heldout-<digest>` of every file in the held-out folder (names and contents)."""
+def run_group(heldout_dir: Path) -> str | None:
+    """`heldout-<digest>` of every file in the held-out folder (names and contents); None when it
+    has no files, since runs measured on no held-out data have nothing in common."""
     digest = hashlib.sha256()
     root = Path(heldout_dir)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []:
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    if not files:
+        return None
+    for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):

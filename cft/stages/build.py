@@ -27,8 +27,10 @@ from cft.critique.templates import cft_example, sft_example
 from cft.data.ids import content_id
 from cft.data.io import read_jsonl, write_jsonl
 
+OUT_DIR = Path("data/train")  # where dvc.yaml's build stage writes
 HELDOUT_DIR = "heldout"
 CRITIC_FILE = "critic.jsonl"
+HELDOUT_CRITIC = OUT_DIR / HELDOUT_DIR / CRITIC_FILE  # what the evaluate stage scores critics on
 
 
 def _row(mode: str, prompt: list[dict], completion: list[dict], source_id: str, question: str) -> dict:
@@ -64,18 +66,24 @@ def sft_rows(problems: dict[str, dict], responses: list[dict], critiqued_problem
     return rows
 
 
+def question_text(question: str) -> str:
+    """A question as the split sees it: spellings that differ only in whitespace are one question."""
+    return " ".join(question.split())
+
+
 def _question_key(question: str, seed: int) -> float:
     """A uniform number in [0, 1) fixed by the question's text and the seed."""
-    digest = hashlib.sha256(f"{seed}\x00{' '.join(question.split())}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}\x00{question_text(question)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def heldout_questions(questions: Iterable[str], fraction: float, seed: int) -> set[str]:
-    """The questions set aside: about `fraction` of them, chosen by hash (pure, stable as data grows).
+    """The questions set aside, as `question_text`s (test membership with it): about `fraction`
+    of them, chosen by hash (pure, stable as data grows).
 
-    With at least two questions and 0 < fraction < 1, both sides get at least one.
+    With at least two distinct questions and 0 < fraction < 1, both sides get at least one.
     """
-    keys = {q: _question_key(q, seed) for q in set(questions)}
+    keys = {q: _question_key(q, seed) for q in {question_text(q) for q in questions}}
     if fraction <= 0 or not keys:
         return set()
     held = {q for q, k in keys.items() if k < fraction}
@@ -89,13 +97,14 @@ def heldout_questions(questions: Iterable[str], fraction: float, seed: int) -> s
 
 
 def critic_pairs(problems: dict[str, dict], responses: list[dict], heldout: set[str]) -> list[dict]:
-    """Held-out responses whose correctness grading knows: what a critic is scored on."""
+    """Held-out responses whose correctness grading knows: what a critic is scored on (with the
+    problem's `source`, so that the evaluation can take its sample across sources)."""
     pairs = []
     for r in responses:
         problem = problems.get(r["problem_id"])
-        if problem is None or problem["question"] not in heldout or not isinstance(r.get("correct"), bool):
+        if problem is None or question_text(problem["question"]) not in heldout or not isinstance(r.get("correct"), bool):
             continue
-        pairs.append({"id": r["id"], "problem_id": r["problem_id"], "question": problem["question"],
+        pairs.append({"id": r["id"], "problem_id": r["problem_id"], "source": problem.get("source"), "question": problem["question"],
                       "response": r["response"], "gold_answer": problem["gold_answer"], "correct": r["correct"]})
     return pairs
 
@@ -112,8 +121,8 @@ def run(params: Params, problems_path: Path, responses_path: Path, critiques_pat
     splits: dict[str, dict[str, list[dict]]] = {"train": {}, HELDOUT_DIR: {}}
     for name, rows in (("cft", cft), ("sft", sft)):
         rng.shuffle(rows)
-        splits["train"][name] = [r for r in rows if r["question"] not in heldout]
-        splits[HELDOUT_DIR][name] = [r for r in rows if r["question"] in heldout]
+        splits["train"][name] = [r for r in rows if question_text(r["question"]) not in heldout]
+        splits[HELDOUT_DIR][name] = [r for r in rows if question_text(r["question"]) in heldout]
     for name in ("cft", "sft"):
         write_jsonl(out_dir / f"{name}.jsonl", splits["train"][name])
         write_jsonl(out_dir / HELDOUT_DIR / f"{name}.jsonl", splits[HELDOUT_DIR][name])

@@ -96,7 +96,7 @@ def plan_llm(pairs: list[tuple[dict, dict]], teacher: TeacherConfig) -> list[Pla
 def run(params: Params, problems_path: Path, responses_path: Path, out: Path, metrics_path: Path | None = None) -> dict:
     from cft.data.importers import import_critiques
     from cft.generate import get_generator
-    from cft.stages.usage import start_usage_logging
+    from cft.stages.usage import merge_usage, start_usage_logging
 
     problems = {p["id"]: p for p in read_jsonl(problems_path)}
     pairs = []
@@ -139,7 +139,7 @@ def run(params: Params, problems_path: Path, responses_path: Path, out: Path, me
             with closing(get_generator(teacher.backend, teacher.model, **teacher.generator_options())) as generator:
                 part = generate_journaled(generator, planned, llm_sampling(teacher), journal, make_row,
                                           desc=f"critique {teacher.model}")
-                usage.update(getattr(generator, "usage", dict)())
+                merge_usage(usage, getattr(generator, "usage", dict)())
             summary["teachers"][f"{teacher.model}:{teacher.prompt_version}"] = part
         llm_rows, failures = journal.collect(llm_ids)
         rows.extend(llm_rows)
@@ -156,7 +156,8 @@ def run(params: Params, problems_path: Path, responses_path: Path, out: Path, me
         journal.compact(llm_ids)  # the output holds every LLM critique worth keeping
         if usage:
             summary["usage"] = usage
+        if metrics_path:  # before logging: if MLflow refuses, a rerun has nothing to generate and no usage
+            write_json(metrics_path, summary)
+        if usage:
             usage_log.log(usage)
-    if metrics_path:
-        write_json(metrics_path, summary)
     return summary

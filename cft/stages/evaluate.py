@@ -6,8 +6,9 @@ Benchmarks: zero-shot, greedy, boxed answers; accuracy per benchmark (0-100; the
 samples when n > 1, with pass@k and maj@n beside it) and their unweighted average.
 
 Critic: the model critiques, with the CFT prompt, held-out (question, response) pairs whose
-correctness grading knows (`data/train/heldout/critic.jsonl`, from the build stage), and
-then its own benchmark answers (self-critique; the paper says CFT models cannot do this).
+correctness grading knows (`data/train/heldout/critic.jsonl`, from the build stage; `limit`
+of them taken across the problem sources), and then its own benchmark answers
+(self-critique; the paper says CFT models cannot do this).
 Verdicts are parsed with the project's verdict parser (`cft.evaluate.critic`).
 
 Writes `<out-dir>/predictions.jsonl`, `<out-dir>/critiques.jsonl` (every critique with its
@@ -21,9 +22,9 @@ from pathlib import Path
 from cft import REPO_ROOT
 from cft.config import BenchmarkConfig, EvaluateConfig, Params
 from cft.data.io import read_jsonl, write_json, write_jsonl
+from cft.stages.build import HELDOUT_CRITIC
 
 SHIPPED_BENCHMARKS = Path("sources/benchmarks")
-HELDOUT_CRITIC = Path("data/train/heldout/critic.jsonl")
 
 
 def load_benchmark(bench: BenchmarkConfig):
@@ -101,10 +102,11 @@ def benchmark_metrics(cfg: EvaluateConfig, generator, model: str, benchmarks: di
 
 
 def spread(rows: list[dict], limit: int, key: str) -> list[dict]:
-    """Up to `limit` rows taken round-robin over the values of `key`, so every benchmark is represented."""
-    groups: dict[str, list[dict]] = {}
+    """Up to `limit` rows taken round-robin over the values of `key` (a benchmark, a problem
+    source), so every one is represented; rows without `key` (older files) make one group."""
+    groups: dict[str | None, list[dict]] = {}
     for row in rows:
-        groups.setdefault(row[key], []).append(row)
+        groups.setdefault(row.get(key), []).append(row)
     picked: list[dict] = []
     for i in range(max((len(g) for g in groups.values()), default=0)):
         for group in groups.values():
@@ -130,9 +132,9 @@ def critique_rows(cfg: EvaluateConfig, generator, pairs: list[dict], kind: str) 
     return critic_metrics([p["correct"] for p in pairs], verdicts), rows
 
 
-def log_to_mlflow(params: Params, model: str, name: str, metrics: dict, group: str) -> str:
+def log_to_mlflow(params: Params, model: str, name: str, metrics: dict, group: str | None) -> str:
     """The metrics as `eval.*` on the run that trained `model` (a new `evaluate-<name>` run for a
-    model cft did not train), tagged with the pipeline's run group; returns the run id."""
+    model cft did not train), tagged with the pipeline's run group if there is one; returns the run id."""
     from mlflow import MlflowClient
 
     from cft.registry.tracking import RUN_GROUP_TAG, experiment_id, log_evaluation, resolve_tracking_uri, training_run_id
@@ -144,7 +146,8 @@ def log_to_mlflow(params: Params, model: str, name: str, metrics: dict, group: s
         run_id = client.create_run(experiment_id(cfg), run_name=f"evaluate-{name}",
                                    tags={"cft.stage": "evaluate", "cft.model": model}).info.run_id
         client.set_terminated(run_id, "FINISHED")
-    client.set_tag(run_id, RUN_GROUP_TAG, group)
+    if group is not None:
+        client.set_tag(run_id, RUN_GROUP_TAG, group)
     log_evaluation(client, run_id, metrics)
     return run_id
 
@@ -159,7 +162,8 @@ def run(params: Params, model: str, name: str, out_dir: Path, metrics_path: Path
         metrics, predictions = benchmark_metrics(cfg, generator, model, benchmarks)
         critiques: list[dict] = []
         if cfg.critic.limit:
-            pairs = read_jsonl(heldout)[: cfg.critic.limit] if heldout.exists() else []
+            # The file is in ingest order, mostly the first source: take the sample across sources.
+            pairs = spread(read_jsonl(heldout), cfg.critic.limit, "source") if heldout.exists() else []
             if pairs:
                 metrics["critic"], rows = critique_rows(cfg, generator, pairs, "heldout")
                 critiques += rows
@@ -168,11 +172,12 @@ def run(params: Params, model: str, name: str, out_dir: Path, metrics_path: Path
             critiques += rows
     finally:
         getattr(generator, "close", lambda: None)()
-    metrics.update(model=model, name=name)
+    from cft.registry.tracking import run_group
+
+    group = run_group(heldout.parent)
+    metrics.update(model=model, name=name, run_group=group)
     write_jsonl(out_dir / "predictions.jsonl", predictions)
     write_jsonl(out_dir / "critiques.jsonl", critiques)
     write_json(metrics_path, metrics)
-    from cft.registry.tracking import run_group
-
-    log_to_mlflow(params, model, name, metrics, run_group(heldout.parent))
+    log_to_mlflow(params, model, name, metrics, group)
     return metrics

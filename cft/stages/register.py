@@ -1,11 +1,12 @@
 """Stage register: log the trained model to MLflow, register it, apply the promotion gate.
 
-    cft register --model models/cft --eval-metrics metrics/eval.json --out metrics/registry.json
+    cft register --model models/cft --eval-metrics metrics/eval/cft.json --out metrics/registry.json
 
 Each training run adds one model version with alias `challenger`; it also becomes
-`champion` when its evaluation average beats the current champion's by more than
-`register.promotion_margin` (or there is no evaluated champion yet), and never when the
-evaluation failed or is missing. Re-running for the same training run adds no version.
+`champion` when its evaluation beats the current champion's on `register.metric` (the
+benchmark average by default; `register.higher_is_better` gives its direction) by more
+than `register.promotion_margin` (or there is no evaluated champion yet), and never when
+the evaluation failed or is missing. Re-running for the same training run adds no version.
 The version carries the training run's lineage tags (cft.registry.lineage) and the
 decision (cft.registry.manage); the decision is also written to `out` and a Markdown
 report.
@@ -22,10 +23,11 @@ from pathlib import Path
 
 from cft.config import Params
 from cft.data.io import atomic_path, write_json
-from cft.registry.lineage import DVC_PREFIX, collect_lineage, locked_md5, log_lineage, run_lineage, tag_name
+from cft.registry.lineage import DVC_PREFIX, collect_lineage, log_lineage, run_lineage, tag_name
 from cft.registry.manage import EVAL_STATUS_TAG, METRIC_TAG, SCORE_TAG, apply_promotion_gate, find_version_for_run, register_version
 from cft.registry.promotion import evaluation_score
 from cft.registry.tracking import experiment_id, log_evaluation, resolve_tracking_uri, training_run_id
+from cft.stages.graph import recorded_md5
 
 
 
@@ -71,7 +73,7 @@ def _version_tags(client, run_id: str, root: Path, model_dir: Path) -> dict[str,
         rel = model_dir.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         rel = None
-    md5 = locked_md5(root, rel) if rel else None
+    md5 = recorded_md5(root, rel) if rel else None
     if md5:
         tags[tag_name(DVC_PREFIX, rel)] = md5
     return tags

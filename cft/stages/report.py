@@ -58,6 +58,17 @@ def extras_of(evaluation: dict, training: dict | None) -> dict[str, float | None
     }
 
 
+def _mlflow_line(evaluations: dict[str, dict]) -> str:
+    """Where the models' MLflow runs are: the run group they share (one pipeline run), if any."""
+    from cft.registry.tracking import RUN_GROUP_TAG
+
+    groups = {ev.get("run_group") for ev in evaluations.values()}
+    if len(groups) != 1 or None in groups:
+        return ""
+    return (f"\nMLflow: these models' runs carry the tag `{RUN_GROUP_TAG}` = `{groups.pop()}`; "
+            f"filter on it in the MLflow UI and select the runs to compare them.\n")
+
+
 def write_report(evaluations: dict[str, dict], trainings: dict[str, dict], out_dir: Path) -> str:
     """comparison.md/.png/.json for models in the given order; returns the markdown."""
     results = results_from_summaries(evaluations)
@@ -65,7 +76,7 @@ def write_report(evaluations: dict[str, dict], trainings: dict[str, dict], out_d
     columns = [c for c in EXTRA_COLUMNS if any(e.get(c.key) is not None for e in extras.values())]
     table = comparison_table(results, extras, columns)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "comparison.md").write_text(table, encoding="utf-8")
+    (out_dir / "comparison.md").write_text(table + _mlflow_line(evaluations), encoding="utf-8")
     curves = {name: loss_curves(t.get("log_history") or []) for name, t in trainings.items()}
     report_chart(
         out_dir / "comparison.png",
@@ -79,7 +90,7 @@ def write_report(evaluations: dict[str, dict], trainings: dict[str, dict], out_d
 
 
 def run(params: Params, eval_dir: Path, train_dir: Path, out_dir: Path) -> dict:
-    order = [*params.evaluate.baselines, *params.train.modes]
+    order = [*params.baselines, *params.train.modes]
     missing = [name for name in order if not (eval_dir / f"{name}.json").exists()]
     if missing:
         raise FileNotFoundError(f"{eval_dir}: no evaluation for {', '.join(missing)} (run `dvc repro` first)")

@@ -111,7 +111,7 @@ def generate_student(student: StudentModel, todo: list[PlannedRow], journal: Jou
 
 
 def run(params: Params, problems_path: Path, out: Path, metrics_path: Path | None = None) -> dict:
-    from cft.stages.usage import start_usage_logging
+    from cft.stages.usage import merge_usage, start_usage_logging
 
     cfg = params.respond
     problems = read_jsonl(problems_path)
@@ -130,7 +130,7 @@ def run(params: Params, problems_path: Path, out: Path, metrics_path: Path | Non
                 usage_log = usage_log or later.enter_context(start_usage_logging(params, "respond"))
                 generated, student_usage = generate_student(student, todo, journal)
                 summary["generated"] += generated
-                usage.update(student_usage)
+                merge_usage(usage, student_usage)
             summary["planned"] += len(planned)
             summary["reused"] += len(planned) - len(todo)
         summary["graded"] = grade_new_rows(journal, planned_ids, {p["id"]: p["gold_answer"] for p in problems})
@@ -140,7 +140,8 @@ def run(params: Params, problems_path: Path, out: Path, metrics_path: Path | Non
         summary["failed"] = final["failed"]
         if usage:
             summary["usage"] = usage
+        if metrics_path:  # before logging: if MLflow refuses, a rerun has nothing to generate and no usage
+            write_json(metrics_path, summary)
+        if usage:
             usage_log.log(usage)
-    if metrics_path:
-        write_json(metrics_path, summary)
     return summary

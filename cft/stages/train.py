@@ -4,12 +4,13 @@
 
 The training rows of the mode are `<train-dir>/cft.jsonl` or `sft.jsonl`; held-out rows of
 the same format in `<train-dir>/heldout/` give the held-out loss. Checkpoints live in
-`models/checkpoints/<out>-<id>/`, keyed by what decides the weights, so a killed run
-resumes (with any process count) and a changed one starts afresh. The orchestrating
-process never imports CUDA: it opens (or, for a resumed run, reopens) the MLflow run,
-whose id is kept beside the checkpoints, then starts `accelerate launch -m cft.train.run`,
-whose TRL trainer logs every step into that run. When training succeeds, superseded
-checkpoints are pruned and the run id is written beside the model for the register stage.
+`models/checkpoints/<out>-<id>/`, keyed by the config, the training data and the held-out
+file, so a killed run resumes (with any process count) and a changed one starts afresh.
+The orchestrating process never imports CUDA: it opens (or, for a resumed run, reopens)
+the MLflow run, whose id is kept beside the checkpoints, then starts `accelerate launch -m
+cft.train.run`, whose TRL trainer logs every step into that run. When training succeeds,
+superseded checkpoints are pruned and the run id is written beside the model for the
+register stage.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def heldout_file_for(mode: str, train_dir: Path) -> Path | None:
 
 def default_checkpoint_dir(cfg: TrainConfig, train_file: Path, eval_file: Path | None, out: Path) -> Path:
     """Outside the DVC output (which DVC deletes before a re-run), so a killed run resumes;
-    keyed by what decides the weights, so a changed run starts afresh instead of resuming another."""
+    keyed by the config, the training data and the held-out file, so a changed run starts afresh
+    instead of resuming another."""
     return ckpt.run_folder(out.parent / "checkpoints", out.name, ckpt.run_identity(cfg, train_file, eval_file))
 
 
@@ -96,7 +98,9 @@ def run(params: Params, train_dir: Path, out: Path, metrics_path: Path, plot_pat
     tracking_uri = resolve_tracking_uri(params.register_)
     client = MlflowClient(tracking_uri)
     run_id, reused = mlflow_run(client, exp_id, tracking_uri, checkpoint_dir, cfg)
-    client.set_tag(run_id, RUN_GROUP_TAG, run_group(train_dir / HELDOUT_DIR))
+    group = run_group(train_dir / HELDOUT_DIR)
+    if group is not None:  # no held-out files: no group to share with other runs
+        client.set_tag(run_id, RUN_GROUP_TAG, group)
     if reused:
         print(f"[cft.train] continuing MLflow run {run_id} of {checkpoint_dir.name}", flush=True)
     # Before training: even a failed run says what data and code it was made from (and its own mode).

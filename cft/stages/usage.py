@@ -36,6 +36,19 @@ def usage_metrics(stage: str, usage: dict[str, dict]) -> dict[str, float]:
     return metrics
 
 
+def merge_usage(acc: dict[str, dict], new: dict[str, dict]) -> dict[str, dict]:
+    """Add a generator's usage ({model: counts}) into `acc`, summing the numbers per model
+    and key: two students (or teachers) with one model must not overwrite each other's."""
+    for model, counts in new.items():
+        into = acc.setdefault(model, {})
+        for key, value in counts.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                into[key] = into.get(key, 0) + value
+            else:
+                into[key] = value
+    return acc
+
+
 def _log(cfg: RegisterConfig, stage: str, usage: dict[str, dict]) -> None:
     import mlflow
 

@@ -2,16 +2,17 @@
 
 A run's checkpoints live in one folder, `models/checkpoints/<output>-<id>/`, outside the
 DVC output (DVC deletes outputs before re-running a stage). `<id>` hashes only what
-decides the weights (`TrainConfig.identity()` and the training data), so a changed process
-count or logging frequency resumes the same run while a changed learning rate starts a new
-one.
+decides the run (`TrainConfig.identity()`, the training data and the held-out file, whose
+loss curve the run records), so a changed process count or logging frequency resumes the
+same run while a changed learning rate starts a new one.
 
 transformers writes a checkpoint in this order: model weights, optimizer and scheduler,
-RNG state (one file per process), `trainer_state.json`, then deletes checkpoints over
-`save_total_limit`. A 7B ZeRO-3 save takes minutes, so a kill often lands in the middle.
-cft writes `cft_state.json` after every process has finished its part (an all-reduce in
-the trainer's `on_save`), listing the files the checkpoint holds: a checkpoint is complete
-when that file and everything it lists exist. Incomplete ones are renamed
+RNG state (one file per process), `trainer_state.json`. A 7B ZeRO-3 save takes minutes, so
+a kill often lands in the middle. cft writes `cft_state.json` after every process has
+finished its part (an all-reduce in the trainer's `on_save`), listing the files the
+checkpoint holds: a checkpoint is complete when that file and everything it lists exist.
+Only then are checkpoints over `save_total_limit` deleted (cft does it, not transformers),
+so a kill never leaves only an unmarked one. Incomplete ones are renamed
 `incomplete-checkpoint-<step>-<time>` and never resumed.
 """
 
@@ -36,6 +37,7 @@ IDENTITY_FILE = "run_identity.json"
 MLFLOW_RUN_FILE = "mlflow_run.json"  # the run's MLflow run id, reused when a killed run resumes
 RESULT_FILE = "result.json"  # metrics of the finished run
 INCOMPLETE_PREFIX = "incomplete-"
+SCORE_PREFIX = ".score-"  # scratch of best-checkpoint scoring (a merged LoRA model) inside a run folder
 # Where the train stage keeps the checkpoints of models/<mode> (beside the outputs, which DVC deletes).
 PIPELINE_ROOT = Path("models/checkpoints")
 
@@ -180,7 +182,7 @@ def prune(root: str | Path, *, keep: Path | None = None, keep_last: int | None =
 
     Policy: per output (the `<output>` of `<output>-<id>` folders) one run folder is kept:
     `keep` (the run just trained) or else the newest; set-aside incomplete checkpoints and
-    leftovers of an interrupted prune go. With `keep_last`, only the last N complete
+    leftovers of an interrupted prune or scoring go. With `keep_last`, only the last N complete
     checkpoints of a kept run stay: the last one lets a re-run of a finished training
     re-export its model without training; with 0 the next `cft train` retrains. `output`
     limits all this to one output's folders.
@@ -199,7 +201,7 @@ def prune(root: str | Path, *, keep: Path | None = None, keep_last: int | None =
         survivor = next((p for p in folders if p.name == keep_name), None) or _newest(folders)
         doomed += [p for p in folders if p != survivor]
         doomed += [p for p in survivor.iterdir()
-                   if p.is_dir() and p.name.startswith((INCOMPLETE_PREFIX, ".trash-"))]
+                   if p.is_dir() and p.name.startswith((INCOMPLETE_PREFIX, ".trash-", SCORE_PREFIX))]
         if keep_last is not None:
             done = complete_checkpoints(survivor)
             doomed += done[: max(len(done) - keep_last, 0)]

@@ -48,11 +48,13 @@ def check_launchable(cfg: TrainConfig, accelerate: dict[str, Any]) -> None:
             f"{cfg.accelerate_config}: FSDP with use_cpu: accelerate 1.15 switches to FSDP only from a GPU-family "
             "process group, so CPU processes would silently train plain DDP; use configs/accelerate/cpu_ddp.yaml"
         )
-    if cfg.best_checkpoint is not None and accelerate.get("distributed_type") == "FSDP" \
-            and "SHARDED" in str(fsdp.get("fsdp_state_dict_type", "")):
+    if accelerate.get("distributed_type") == "FSDP" and "SHARDED" in str(fsdp.get("fsdp_state_dict_type", "")):
+        # Not only for train.best_checkpoint: a finished (or killed-after-its-last-save) run is re-exported
+        # from its last checkpoint.
         raise ValueError(
-            f"train.best_checkpoint exports a checkpoint's weights, but {cfg.accelerate_config} saves sharded "
-            "checkpoints (fsdp_state_dict_type: SHARDED_STATE_DICT) that hold none: use FULL_STATE_DICT"
+            f"cft exports checkpoints' weights (a finished run's last one, train.best_checkpoint's best), but "
+            f"{cfg.accelerate_config} saves sharded checkpoints (fsdp_state_dict_type: SHARDED_STATE_DICT) that "
+            "hold none: use FULL_STATE_DICT"
         )
 
 

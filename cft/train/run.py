@@ -97,6 +97,9 @@ def sft_kwargs(cfg: TrainConfig, checkpoint_dir: str | Path, num_processes: int,
         gradient_accumulation_steps=cfg.accumulation_steps(num_processes),
         report_to=["mlflow"] if os.environ.get("MLFLOW_TRACKING_URI") else "none",
         run_name=os.environ.get("CFT_RUN_NAME"),
+        # transformers would delete old checkpoints before cft marks the new one complete (a kill
+        # there leaves none to resume): CheckpointState applies `train.sft.save_total_limit` after.
+        save_total_limit=None,
     )
     if cfg.sft_value("padding_free") and not cfg.sft_value("packing"):
         kw["max_length"] = None  # TRL refuses max_length here: the rows are truncated by us (truncate_rows)
@@ -167,15 +170,46 @@ class Tally:
 
 
 def make_trainer_class():
-    """SFTTrainer that counts real vs padded training tokens and keeps whole-run metrics."""
+    """SFTTrainer that counts real vs padded training tokens, keeps whole-run metrics, and
+    groups lengths so that a resumed run (any process count, any epoch) trains the same rows."""
     import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
     from trl import SFTTrainer
+
+    class EpochLengthGroupedSampler(LengthGroupedSampler):
+        """transformers' length grouping with each epoch's shuffle seeded by (seed, epoch)."""
+
+        def __init__(self, batch_size: int, *, lengths: list[int], seed: int, epoch):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, epoch
+
+        def __iter__(self):
+            self.generator = torch.Generator().manual_seed(self.seed + self.epoch())
+            return super().__iter__()
 
     class CFTTrainer(SFTTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.tally = Tally()
             self._window = (0, 0, 0.0)  # real, slot, seconds at the last log
+
+        def _get_train_sampler(self, train_dataset=None):
+            # A resumed run skips the steps it trained, so step t must hold the same rows in every
+            # segment. transformers' length grouping breaks that twice: it groups runs of per-device
+            # batch x accumulation (a new process count changes them), and draws each epoch's order
+            # from the global RNG (a run resumed in epoch 2 draws epoch 1's). Grouped by the global
+            # batch (accelerate deals consecutive batches round-robin to the processes), each epoch
+            # shuffled from (seed, epoch) as accelerate's SeedableRandomSampler does for `random`.
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                args = self.args
+                sampler = EpochLengthGroupedSampler(
+                    args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
+                    lengths=sampler.lengths,
+                    seed=args.data_seed if args.data_seed is not None else args.seed,
+                    epoch=lambda: int(self.state.epoch or 0),  # restored from the checkpoint on resume
+                )
+            return sampler
 
         # Counted in compute_loss (not the collator): the dataloader prefetches ahead.
         def compute_loss(self, model, inputs, *args, **kwargs):
@@ -239,12 +273,14 @@ def mean_logged_loss(history: list[dict[str, Any]]) -> float | None:
     return total / steps if steps else None
 
 
-def make_callbacks(trainer, every_s: float) -> list:
-    """Checkpoint completion markers, resumed-run frequencies, and plain progress lines."""
+def make_callbacks(trainer, every_s: float, save_total_limit: int | None = None) -> list:
+    """Checkpoint completion markers (and rotation), resumed-run frequencies, and plain progress lines."""
     from transformers import TrainerCallback
+    from transformers.trainer_utils import rotate_checkpoints
 
     class CheckpointState(TrainerCallback):
-        """Writes `cft_state.json` into each checkpoint once every process has saved its part."""
+        """Writes `cft_state.json` into each checkpoint once every process has saved its part,
+        then deletes the checkpoints over `save_total_limit` (never before: see sft_kwargs)."""
 
         def on_train_begin(self, args, state, control, **kwargs):
             # A resumed run keeps the checkpoint's logging/eval/save frequencies unless recomputed:
@@ -257,6 +293,7 @@ def make_callbacks(trainer, every_s: float) -> list:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 ckpt.write_state(folder, {"global_step": state.global_step, "real_tokens": real, "slot_tokens": slot,
                                           "train_seconds": round(trainer.tally.seconds(), 3)})
+                rotate_checkpoints(args.output_dir, save_total_limit, best_model_checkpoint=state.best_model_checkpoint)
 
     class ProgressLines(TrainerCallback):
         """Progress for logs that are not a terminal (CI, Prefect, SLURM): step/total, loss,
@@ -346,7 +383,7 @@ def build_trainer(cfg: TrainConfig, rows: list[dict[str, Any]], checkpoint_dir: 
             trainer.eval_dataset = truncate_rows(trainer.eval_dataset, max_length)
     if args.disable_tqdm:
         trainer.remove_callback(PrinterCallback)  # ProgressLines prints instead
-    for callback in make_callbacks(trainer, cfg.progress_every_s):
+    for callback in make_callbacks(trainer, cfg.progress_every_s, cfg.sft_value("save_total_limit")):
         trainer.add_callback(callback)
     return trainer
 
@@ -364,7 +401,7 @@ def save_final_model(trainer, cfg: TrainConfig, output_dir: Path) -> None:
     acc.wait_for_everyone()
     if trainer.is_fsdp_enabled and "FULL_STATE_DICT" not in str(acc.state.fsdp_plugin.state_dict_type):
         acc.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")  # a sharded state dict saves no weights
-    # All processes: save_model gathers ZeRO-3 / FSDP shards; the main process writes.
+    # All processes: save_model gathers ZeRO-3 / FSDP shards; the main process writes (the tokenizer too).
     trainer.save_model(str(adapter if cfg.lora else tmp))
     acc.wait_for_everyone()
     if acc.is_main_process:
@@ -372,8 +409,6 @@ def save_final_model(trainer, cfg: TrainConfig, output_dir: Path) -> None:
             # Merged from the gathered adapter and the base weights on disk, so the same under DDP, FSDP, ZeRO-3.
             merge_lora(adapter, cfg.base_model, tmp, cfg.sft_value("model_init_kwargs"))
             shutil.rmtree(adapter, ignore_errors=True)
-        else:
-            trainer.processing_class.save_pretrained(tmp)
         (tmp / "train_config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
         publish(tmp, output_dir)
     acc.wait_for_everyone()
@@ -453,17 +488,25 @@ def train(
             write_loss_csv(plot_path, history)
         state.wait_for_everyone()
         return load_metrics(metrics_path)
+    previous_max_params = os.environ.get("MLFLOW_MAX_LOG_PARAMS")
     if resume is not None:
         # The run's trainer params were logged by its first segment, and MLflow refuses a
-        # changed value (a new process count changes gradient_accumulation_steps).
+        # changed value (a new process count changes gradient_accumulation_steps). For this
+        # trainer only (its MLflow callback reads it when training begins): restored below.
         os.environ["MLFLOW_MAX_LOG_PARAMS"] = "0"
         if state.is_main_process:
             print(f"{LOG} {resume}: resuming", flush=True)
-    trainer = build_trainer(cfg, rows, checkpoint_dir, state.num_processes, eval_rows=eval_rows,
-                            resuming=resume is not None, callbacks=callbacks)
-    if resume is not None:
-        trainer.restore_counts(ckpt.read_state(resume))
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    try:
+        trainer = build_trainer(cfg, rows, checkpoint_dir, state.num_processes, eval_rows=eval_rows,
+                                resuming=resume is not None, callbacks=callbacks)
+        if resume is not None:
+            trainer.restore_counts(ckpt.read_state(resume))
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finally:
+        if previous_max_params is None:
+            os.environ.pop("MLFLOW_MAX_LOG_PARAMS", None)
+        else:
+            os.environ["MLFLOW_MAX_LOG_PARAMS"] = previous_max_params
     real, slot = trainer.totals()
     seconds = trainer.tally.seconds()
     save_final_model(trainer, cfg, output_dir)
@@ -483,8 +526,7 @@ def train(
 
 
 def run_metrics(cfg: TrainConfig, history: list[dict[str, Any]], *, steps: int, real: int, slot: int, seconds: float,
-                n_train: int, n_heldout: int, num_processes: int, resumed_from: Path | None,
-                finished_before: bool = False) -> dict[str, Any]:
+                n_train: int, n_heldout: int, num_processes: int, resumed_from: Path | None) -> dict[str, Any]:
     """metrics/train.json: the whole run's, however many segments it took."""
     losses = [e["loss"] for e in history if "loss" in e]
     evals = [e for e in history if "eval_loss" in e]
@@ -505,7 +547,7 @@ def run_metrics(cfg: TrainConfig, history: list[dict[str, Any]], *, steps: int, 
         "num_processes": num_processes,
         "gradient_accumulation_steps": cfg.accumulation_steps(num_processes),
         "resumed_from": str(resumed_from) if resumed_from else None,
-        "finished_before": finished_before,
+        "finished_before": False,  # finished_run's metrics say True
         "log_history": history,  # the trainer's log (losses, held-out losses); `dvc metrics` skips lists
     }
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from cft.data.io import write_json
 from cft.train.best import cached_score, select_best_checkpoint
+from cft.train.checkpoints import SCORE_PREFIX
 from cft.train.config import BestCheckpointConfig, TrainConfig
 from cft.train.export import export_checkpoint, is_adapter, merge_lora
 
@@ -72,7 +73,8 @@ def accuracy_scorer(cfg: TrainConfig, scoring: dict[str, Any]):
     key = {"validation": best.model_dump(mode="json"), "backend": scoring["backend"], "system_prompt": system_prompt}
 
     def accuracy(checkpoint: Path) -> float:
-        with tempfile.TemporaryDirectory(prefix=".score-", dir=checkpoint.parent) as scratch:
+        # In the run folder (same disk); a kill leaves it to `cft prune-checkpoints` / the train stage's prune.
+        with tempfile.TemporaryDirectory(prefix=SCORE_PREFIX, dir=checkpoint.parent) as scratch:
             model = checkpoint
             if is_adapter(checkpoint):  # LoRA: score the merged model, as it would be exported
                 model = Path(scratch) / "merged"

@@ -155,7 +155,10 @@ def sft_fields() -> dict[str, SFTField]:
     """
     if threading.active_count() == 1:
         return _from_sources() or _from_import()
-    child = subprocess.run([sys.executable, "-m", "cft.train.sft_fields"], capture_output=True, check=True)
+    child = subprocess.run([sys.executable, "-m", "cft.train.sft_fields"], capture_output=True)
+    if child.returncode != 0:  # its traceback, not just its exit code
+        raise RuntimeError(f"reading TRL's SFTConfig fields in a child process failed with exit code "
+                           f"{child.returncode}:\n{child.stderr.decode(errors='replace').strip()}")
     return {name: SFTField(name, kind, MISSING if missing else default)
             for name, kind, default, missing in pickle.loads(child.stdout)}
 
@@ -167,12 +170,7 @@ def _pickled_fields() -> bytes:
                          for f in fields.values()])
 
 
-def trl_default(name: str) -> Any:
-    """SFTConfig's default for `name` (MISSING when it is not a literal)."""
-    return sft_fields()[name].default
-
-
-__all__ = ["MISSING", "SFTField", "sft_fields", "trl_default"]
+__all__ = ["MISSING", "SFTField", "sft_fields"]
 
 
 if __name__ == "__main__":  # the child of sft_fields(): the fields, pickled, on stdout

@@ -86,7 +86,7 @@ def test_pipeline_end_to_end(project):
 
     # the report: every model side by side, nothing empty
     table = (root / "reports/comparison/comparison.md").read_text()
-    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["base", *modes]
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.startswith("|")] == ["base", *modes]
     assert "Held-out loss, after" in table and "Critic bal. acc." in table
     png = (root / "reports/comparison/comparison.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
@@ -106,6 +106,7 @@ def test_pipeline_end_to_end(project):
     group = train_run.data.tags["cft.run_group"]
     grouped = client.search_runs([train_run.info.experiment_id], f"tags.`cft.run_group` = '{group}'")
     assert {r.info.run_name for r in grouped} >= {"train-cft", "train-sft_verified", "evaluate-base"}
+    assert f"`cft.run_group` = `{group}`" in table  # the report says which group to filter on
     # lineage: the version leads back to the exact data it was trained on
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     validated_md5 = next(o["md5"] for o in lock["stages"]["validate"]["outs"] if o["path"] == "data/validated")

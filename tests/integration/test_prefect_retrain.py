@@ -119,7 +119,7 @@ def stack(tmp_path_factory, repo_root):
             retry_delay_s=1,
             push=True,
         )
-        p["evaluate"]["baselines"] = {}  # the base model's evaluation is the e2e test's; here it would only add minutes
+        p["baselines"] = {}  # the base model's evaluation is the e2e test's; here it would only add minutes
 
     edit_params(root, orchestrate)
     git_commit_all(root, "project")

@@ -2,12 +2,13 @@
 train stage launches them (`accelerate launch`, configs/accelerate/cpu_ddp.yaml).
 
 A 1-process run is killed during a checkpoint save and resumed with 2 processes: the same
-run (the process count is not its identity), the same global batch, the loss of an
-uninterrupted 1-process run, and only rank 0 writing checkpoints, metrics, progress and MLflow.
+run (the process count is not its identity), the same global batch, the same rows in each
+step (length-grouped, as params.yaml trains), the loss of an uninterrupted 1-process run,
+and only rank 0 writing checkpoints, metrics, progress and MLflow.
 
 FSDP cannot be tested here: accelerate 1.15 turns a process group into FSDP only from a
 GPU-family type (MULTI_GPU, ...), never from MULTI_CPU, so CPU processes would run DDP;
-`launch_training` refuses that config (tests/unit/test_train.py).
+`launch_training` refuses that config (tests/unit/test_train_configs.py).
 """
 
 import json
@@ -40,9 +41,9 @@ def data(tmp_path_factory):
     from cft.model.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("ddp")
-    write_jsonl(root / "cft.jsonl", _rows(32))
+    write_jsonl(root / "cft.jsonl", _rows(48))  # 48: transformers' own grouping differs for 4 and 8 per group
     write_jsonl(root / "heldout.jsonl", _rows(8, offset=100))
-    texts = [r["prompt"][0]["content"] + r["completion"][0]["content"] for r in _rows(32)]
+    texts = [r["prompt"][0]["content"] + r["completion"][0]["content"] for r in _rows(48)]
     build_tiny_model(root / "tiny", corpus_texts=texts, vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
     return root
 
@@ -51,7 +52,8 @@ def _cfg(data, accelerate_config):
     return TrainConfig(
         base_model=str(data / "tiny"), global_batch_size=8, accelerate_config=accelerate_config, progress_every_s=0.001,
         sft={"per_device_train_batch_size": 4, "learning_rate": 3e-3, "max_steps": 12, "save_steps": 4,
-             "logging_steps": 1, "seed": 0, "bf16": False, "activation_checkpointing": False},
+             "logging_steps": 1, "seed": 0, "bf16": False, "activation_checkpointing": False,
+             "train_sampling_strategy": "group_by_length"},
     )
 
 

@@ -87,7 +87,7 @@ def test_kill_during_a_checkpoint_save_resumes_from_the_last_complete_one(templa
     assert (run_dir / "checkpoint-8" / "model.safetensors").exists()
     assert not (run_dir / "checkpoint-8" / "trainer_state.json").exists()
     assert [p.name for p in checkpoints.complete_checkpoints(run_dir)] == ["checkpoint-4"]
-    assert not (root / "metrics/train.json").exists()
+    assert not (root / "metrics/train/cft.json").exists()
     run_id = json.loads((run_dir / checkpoints.MLFLOW_RUN_FILE).read_text())["run_id"]
     assert _mlflow(root).get_run(run_id).info.status == "RUNNING"
 
@@ -95,7 +95,7 @@ def test_kill_during_a_checkpoint_save_resumes_from_the_last_complete_one(templa
     assert "checkpoint-8" in out and "set aside" in out and "checkpoint-4: resuming" in out
     assert "pruned superseded" in out and not list(run_dir.glob("incomplete-*"))  # set aside, then pruned
     assert "[cft.train] step 12/12 (100%)" in out and "eta" in out  # progress lines (no terminal)
-    metrics = json.loads((root / "metrics/train.json").read_text())
+    metrics = json.loads((root / "metrics/train/cft.json").read_text())
     assert metrics["steps"] == 12 and metrics["resumed_from"].endswith("checkpoint-4")
     assert metrics["heldout_loss_final"] < metrics["heldout_loss_start"]
     assert sorted(metrics["scores"]) == ["checkpoint-12", "checkpoint-4", "checkpoint-8"]  # best checkpoint
@@ -122,7 +122,7 @@ def test_kill_during_a_checkpoint_save_resumes_from_the_last_complete_one(templa
     shutil.rmtree(root / "models/cft")
     out = _finish(_cft_train(root))
     assert "nothing to train" in out and "[cft.train] step" not in out
-    again = json.loads((root / "metrics/train.json").read_text())
+    again = json.loads((root / "metrics/train/cft.json").read_text())
     assert again["finished_before"] is True
     for key in ("steps", "final_loss", "mean_loss", "train_tokens", "tokens_per_s", "heldout_loss_final", "best_step", "scores"):
         assert again[key] == metrics[key], key

@@ -15,6 +15,7 @@ def test_shipped_params_validate(repo_root):
     params = load_params(repo_root / "params.yaml")
     assert params.train.mode == "cft"
     assert params.validate_.min_pass_rate == 0.9
+    assert params.baselines == {"base": "models/tiny"}
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,9 @@ def test_shipped_params_validate(repo_root):
         (lambda p: p["respond"]["models"].append({"name_or_path": "m", "sampling": {"top_p": 0}}), "respond.models.1.sampling.top_p"),
         (lambda p: p.update(trian={}), "trian: unknown key"),
         (lambda p: p["tiny_model"].update(hidden_size=130), "divisible by num_heads"),
+        (lambda p: p.update(baselines=["models/tiny"]), "baselines: Input should be a valid dictionary"),
+        (lambda p: p["baselines"].update(other=3), "baselines.other: Input should be a valid string"),
+        (lambda p: p["evaluate"].update(baselines={}), "`baselines` moved out of `evaluate` to the top level"),
     ],
 )
 def test_bad_value_names_the_key(shipped, edit, expected):

@@ -41,5 +41,7 @@ def test_undefined_values_are_none_not_zero():
     m = critic_metrics([True, True], [None, None])
     assert m["f1_wrong"] is None and m["accuracy"] == 0.0 and m["no_verdict_rate"] == 1.0
     assert critic_metrics([], [])["accuracy"] is None
+    # wrong solutions that the critic never calls wrong: F1 is 0, not undefined
+    assert critic_metrics([True, False, False], ["right", "right", None])["f1_wrong"] == 0.0
     with pytest.raises(ValueError):
         critic_metrics([True], [])

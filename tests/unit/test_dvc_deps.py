@@ -289,6 +289,24 @@ def test_a_grader_change_reruns_exactly_the_stages_that_grade(tmp_path, repo_roo
     assert {"respond", "critique", "validate", "build", "train", "evaluate", "baseline", "report", "register"} <= rerun
 
 
+@pytest.mark.integration
+def test_adding_a_baseline_evaluates_only_that_model(tmp_path, repo_root):
+    # Baselines are their own params section: no evaluate@<mode> stage depends on it, and each
+    # baseline stage has its model in its command, so a new one re-evaluates nothing else.
+    from project_copy import copy_project, edit_params, project_env, run
+
+    from cft.stages.graph import stale
+
+    root = copy_project(repo_root, tmp_path / "project")
+    env = project_env()
+    _dummy_outputs(root)
+    run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet"], root, env)
+    assert stale(root, ["evaluate", "baseline", "report"]) == []
+
+    edit_params(root, lambda p: p["baselines"].update(other="models/other"))
+    assert stale(root, ["evaluate", "baseline", "report"]) == ["baseline@other", "report"]
+
+
 def suggested_deps(stage: str) -> list[str]:
     """The code deps `stage` needs: a folder where the stage runs all of its code, files otherwise."""
     needed = needed_by(stage)

@@ -33,23 +33,29 @@ def test_compare_files_lays_out_table_2(tmp_path):
 
 
 def test_evaluate_stage_scores_benchmarks_and_the_model_as_critic(tmp_path, repo_root):
-    """One real (tiny, random) model: benchmark predictions, held-out critic and self-critique,
-    every critique kept with its parsed verdict and the truth it is scored against."""
+    """One real (tiny, random) model: benchmark predictions, held-out critic (a sample across
+    problem sources) and self-critique, every critique kept with its parsed verdict and the truth
+    it is scored against; the MLflow run tagged with the held-out data's run group."""
     import yaml
     from registry_helpers import build_checkpoint
 
     from cft.config import parse_params
+    from mlflow import MlflowClient
+
     from cft.data.io import read_jsonl, write_jsonl
+    from cft.registry.tracking import RUN_GROUP_TAG, resolve_tracking_uri, run_group
     from cft.stages import evaluate
 
     model = build_checkpoint(tmp_path / "tiny")
     data = yaml.safe_load((repo_root / "params.yaml").read_text())
     data["evaluate"].update(benchmarks=[{"name": "gsm8k", "limit": 3}, {"name": "math-500", "limit": 2}],
                             max_new_tokens=8, critic={"limit": 4, "max_new_tokens": 8})
+    data["register"].update(tracking_uri=f"sqlite:///{tmp_path}/mlruns.db", artifact_location=str(tmp_path / "mlartifacts"))
     params = parse_params(data)
-    heldout = tmp_path / "critic.jsonl"
-    write_jsonl(heldout, [{"id": f"r{i}", "question": f"What is {i}+{i}?", "response": f"\\boxed{{{2 * i + i % 2}}}",
-                           "correct": i % 2 == 0} for i in range(6)])
+    heldout = tmp_path / "heldout/critic.jsonl"
+    # In ingest order, as the build stage writes it: four rows of one source, then two of another.
+    write_jsonl(heldout, [{"id": f"r{i}", "source": "gsm8k" if i < 4 else "math", "question": f"What is {i}+{i}?",
+                           "response": f"\\boxed{{{2 * i + i % 2}}}", "correct": i % 2 == 0} for i in range(6)])
 
     metrics = evaluate.run(params, str(model), "tiny", tmp_path / "out", tmp_path / "m.json", heldout)
 
@@ -59,6 +65,16 @@ def test_evaluate_stage_scores_benchmarks_and_the_model_as_critic(tmp_path, repo
     assert len(read_jsonl(tmp_path / "out/predictions.jsonl")) == 5
     critiques = read_jsonl(tmp_path / "out/critiques.jsonl")
     assert [c["kind"] for c in critiques] == ["heldout"] * 4 + ["self"] * 4
+    assert {c["id"] for c in critiques if c["kind"] == "heldout"} == {"r0", "r1", "r4", "r5"}  # both sources
     own = [c for c in critiques if c["kind"] == "self"]
     assert {p["benchmark"] for p in read_jsonl(tmp_path / "out/predictions.jsonl") if p["id"] in {c["id"] for c in own}} == {"gsm8k", "math-500"}
     assert all(c["verdict"] in (None, "right", "wrong") and isinstance(c["correct"], bool) for c in critiques)
+
+    client = MlflowClient(resolve_tracking_uri(params.register_))
+    [run] = client.search_runs([client.get_experiment_by_name(params.register_.experiment).experiment_id])
+    assert metrics["run_group"] == run_group(heldout.parent) == run.data.tags[RUN_GROUP_TAG]
+    # No held-out files: no group, so no tag (not one digest of nothing that unrelated runs share).
+    (tmp_path / "empty").mkdir()
+    assert run_group(tmp_path / "missing") is None and run_group(tmp_path / "empty") is None
+    run_id = evaluate.log_to_mlflow(params, "elsewhere/model", "other", {"average": 1.0}, run_group(tmp_path / "missing"))
+    assert RUN_GROUP_TAG not in client.get_run(run_id).data.tags

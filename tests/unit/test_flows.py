@@ -75,6 +75,15 @@ def test_another_version_already_trained_on_this_data_skips():
     assert "v4 (challenger)" in decision.reason and "champion v3" in decision.reason
 
 
+def test_without_a_champion_a_version_already_trained_on_this_data_skips():
+    # its evaluation failed, so the gate never promoted it: retraining every night would
+    # only make the same model again
+    unpromoted = ModelVersionInfo("1", ("challenger",), dict(NOW))
+    decision = decide_retrain(NOW, None, [unpromoted])
+    assert not decision.retrain and "v1 (challenger)" in decision.reason and "no version is champion" in decision.reason
+    assert decide_retrain({TRAIN_DATA: None, BASE: None}, None, [ModelVersionInfo("1")]).retrain  # nothing built: no match
+
+
 def test_a_version_on_other_data_does_not_stop_a_retrain():
     other = ModelVersionInfo("4", ("challenger",), {TRAIN_DATA: "x.dir", BASE: "y.dir"})
     assert decide_retrain(NOW, champion(**{TRAIN_DATA: "old.dir", BASE: "old.dir"}), [other]).retrain

@@ -55,7 +55,7 @@ def tracking_dir(tmp_path_factory):
 
 @pytest.fixture()
 def with_tracking(tracking_dir):
-    def params_with_tracking(data, _workspace=None):
+    def params_with_tracking(data):
         data["register"]["tracking_uri"] = f"sqlite:///{tracking_dir}/mlruns.db"
         data["register"]["artifact_location"] = str(tracking_dir / "mlartifacts")
         return parse_params(data)
@@ -69,7 +69,7 @@ def test_respond_with_faults_then_only_new_problems_are_generated(repo_root, wor
     out = workspace / "data/responses.jsonl"
     write_jsonl(problems, _problems(10))
     with FakeOpenAIServer(faults=Faults(rate=0.2, seed=1, stall_s=1.5), reply=boxed_reply) as server:
-        params = with_tracking(_params(repo_root, respond_url=server.url), workspace)
+        params = with_tracking(_params(repo_root, respond_url=server.url))
         first = respond_stage.run(params, problems, out)
         assert first["generated"] == 20 and first["failed"] == 0
         assert sum(server.faults_served.values()) > 0  # the faults really happened
@@ -98,14 +98,14 @@ def test_critique_survives_a_crashed_server_and_resumes_without_duplicates(repo_
     write_jsonl(responses, [{"id": f"r{i}", "problem_id": f"p{i}", "response": f"I think \\boxed{{{i}}}", "extracted_answer": str(i), "correct": False} for i in range(12)])
 
     with FakeOpenAIServer(stop_after=5) as dying:
-        params = with_tracking(_params(repo_root, teacher_url=dying.url, max_retries=1), workspace)
+        params = with_tracking(_params(repo_root, teacher_url=dying.url, max_retries=1))
         first = critique_stage.run(params, problems, responses, out)
     assert first["failed"] == 12 - first["rows"] and first["rows"] >= 5
     failures = read_jsonl(out.with_name("critiques.jsonl.failures.jsonl"))
     assert len(failures) == first["failed"] and all(f["error"] for f in failures)
 
     with FakeOpenAIServer() as fresh:
-        params = with_tracking(_params(repo_root, teacher_url=fresh.url), workspace)
+        params = with_tracking(_params(repo_root, teacher_url=fresh.url))
         second = critique_stage.run(params, problems, responses, out)
         assert fresh.served == 12 - first["rows"]  # finished rows were not asked again
     rows = read_jsonl(out)
@@ -116,6 +116,73 @@ def test_critique_survives_a_crashed_server_and_resumes_without_duplicates(repo_
     assert read_jsonl(out.with_name("critiques.jsonl.failures.jsonl")) == []
 
 
+def _two_of_one_model(repo_root, url):
+    """Two students, then two teachers, that share a model (the usage is keyed by model)."""
+    data = _params(repo_root, respond_url=url, teacher_url=url)
+    student, teacher = data["respond"]["models"][0], data["critique"]["teachers"][0]
+    data["respond"]["models"] = [{**student, "samples": 1}, {**student, "samples": 1, "sampling": {"temperature": 0.2}}]
+    data["critique"]["teachers"] = [teacher, {**teacher, "prompt_version": "one-shot-cft-v1"}]
+    return data
+
+
+@pytest.fixture()
+def usage_log(monkeypatch):
+    """MLflow's place at the end of a stage (tests/unit/test_usage.py covers the real one):
+    records what each stage logs, or refuses it when `refuse` is set (an injected fault)."""
+
+    class UsageLog:
+        logged: dict = {}
+        refuse = False
+
+        def __init__(self, params, stage):
+            self.stage = stage
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def log(self, usage):
+            if UsageLog.refuse:
+                raise RuntimeError("MLflow store is unreachable")
+            UsageLog.logged[self.stage] = usage
+
+    monkeypatch.setattr("cft.stages.usage.start_usage_logging", UsageLog)
+    return UsageLog
+
+
+def test_students_or_teachers_sharing_a_model_add_up_their_usage(repo_root, workspace, usage_log):
+    problems, responses = workspace / "problems.jsonl", workspace / "data/responses.jsonl"
+    write_jsonl(problems, _problems(3))
+    with FakeOpenAIServer(reply=boxed_reply) as server:
+        params = parse_params(_two_of_one_model(repo_root, server.url))
+        respond_stage.run(params, problems, responses, workspace / "respond.json")
+        critique_stage.run(params, problems, responses, workspace / "data/critiques.jsonl", workspace / "critique.json")
+        assert server.served == 6 + 12
+    respond_usage = json.loads((workspace / "respond.json").read_text())["usage"]
+    critique_usage = json.loads((workspace / "critique.json").read_text())["usage"]
+    assert usage_log.logged == {"respond": respond_usage, "critique": critique_usage}
+    assert respond_usage["student-a"]["requests"] == 6  # 3 problems x 2 students, not the last student's 3
+    assert critique_usage["teacher-x"]["requests"] == 12  # 6 responses x 2 prompt versions
+    assert respond_usage["student-a"]["completion_tokens"] == sum(r["completion_tokens"] for r in read_jsonl(responses))
+
+
+def test_usage_reaches_the_metrics_file_even_when_mlflow_refuses_it(repo_root, workspace, usage_log):
+    usage_log.refuse = True
+    problems, responses = workspace / "problems.jsonl", workspace / "data/responses.jsonl"
+    write_jsonl(problems, _problems(2))
+    with FakeOpenAIServer(reply=boxed_reply) as server:
+        params = parse_params(_two_of_one_model(repo_root, server.url))
+        with pytest.raises(RuntimeError, match="unreachable"):
+            respond_stage.run(params, problems, responses, workspace / "respond.json")
+        with pytest.raises(RuntimeError, match="unreachable"):
+            critique_stage.run(params, problems, responses, workspace / "data/critiques.jsonl", workspace / "critique.json")
+    # A rerun would generate nothing (every row is journaled): the metrics file is the usage's only record.
+    assert json.loads((workspace / "respond.json").read_text())["usage"]["student-a"]["requests"] == 4
+    assert json.loads((workspace / "critique.json").read_text())["usage"]["teacher-x"]["requests"] == 8
+
+
 def test_imports_enter_at_the_critique_stage(repo_root, workspace, with_tracking):
     problems = workspace / "problems.jsonl"
     responses = workspace / "responses.jsonl"
@@ -123,7 +190,7 @@ def test_imports_enter_at_the_critique_stage(repo_root, workspace, with_tracking
     write_jsonl(responses, [])
     data = _params(repo_root)
     data["critique"] = {"teachers": [], "imports": [{"path": str(repo_root / "sources/critiques/dsr-cft-p0.jsonl")}]}
-    summary = critique_stage.run(with_tracking(data, workspace), problems, responses, workspace / "critiques.jsonl")
+    summary = critique_stage.run(with_tracking(data), problems, responses, workspace / "critiques.jsonl")
     assert summary["imported"] == 600 and summary["rows"] == 600
 
 
@@ -148,7 +215,7 @@ def test_respond_with_vllm_loads_the_engine_once_for_n_samples(repo_root, worksp
     data = _params(repo_root)
     data["respond"]["models"] = [{"name_or_path": "student-v", "backend": "vllm", "samples": 3, "max_model_len": 512,
                                   "sampling": {"temperature": 0.7, "max_new_tokens": 16, "seed": 5}}]
-    summary = respond_stage.run(with_tracking(data, workspace), problems, out)
+    summary = respond_stage.run(with_tracking(data), problems, out)
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert [c["llm"]["model"] for c in calls if "llm" in c] == ["student-v"]  # one load for three samples
     assert [c["params"]["seed"] for c in calls if "params" in c] == [5, 6, 7]  # one seed per sample index
@@ -168,7 +235,7 @@ def test_critique_journal_is_compacted_to_the_output_when_the_stage_succeeds(rep
     write_jsonl(responses, respond_rows)
     journal = critique_stage.journal_path(out)
     with FakeOpenAIServer() as server:
-        params = with_tracking(_params(repo_root, teacher_url=server.url), workspace)
+        params = with_tracking(_params(repo_root, teacher_url=server.url))
         critique_stage.run(params, problems, responses, out)
         assert len(journal.read_text().splitlines()) == 8
         write_jsonl(responses, respond_rows[:3])  # five responses are gone for good
@@ -185,9 +252,9 @@ def test_reference_critic_with_a_real_student_warns(repo_root, workspace, capsys
     write_jsonl(responses, [{"id": f"r{i}", "problem_id": f"p{i}", "response": "\\boxed{1}", "extracted_answer": "1",
                              "correct": False} for i in range(2)])
     data = _params(repo_root)
-    assert critique_stage.reference_critic_warning(with_tracking(data, workspace)) is None  # the embedded default
+    assert critique_stage.reference_critic_warning(with_tracking(data)) is None  # the embedded default
     data["respond"]["models"].append({"name_or_path": "Qwen/Qwen2.5-Math-7B"})
-    summary = critique_stage.run(with_tracking(data, workspace), problems, responses, workspace / "critiques.jsonl")
+    summary = critique_stage.run(with_tracking(data), problems, responses, workspace / "critiques.jsonl")
     assert summary["rows"] == 2
     err = capsys.readouterr().err
     assert "WARNING" in err and "reference critic" in err and "Qwen/Qwen2.5-Math-7B" in err and "kind: llm" in err
@@ -196,7 +263,14 @@ def test_reference_critic_with_a_real_student_warns(repo_root, workspace, capsys
 def test_backend_settings_in_params(repo_root):
     data = _params(repo_root, teacher_url="http://127.0.0.1:9/v1")
     data["critique"]["teachers"][0]["max_tokens_param"] = "max_completion_tokens"
-    assert parse_params(data).critique.teachers[0].generator_options()["max_tokens_param"] == "max_completion_tokens"
+    data["critique"]["teachers"][0]["prices"] = {"prompt": 2.5, "completion": 10}
+    options = parse_params(data).critique.teachers[0].generator_options()
+    assert options["max_tokens_param"] == "max_completion_tokens"
+    assert options["prices"] == {"prompt": 2.5, "completion": 10.0}
+    data["critique"]["teachers"][0]["prices"] = {"prompt": 2.5, "completion": 10, "cached": 1.25}
+    with pytest.raises(Exception, match=r"critique\.teachers\.0\.prices\.cached: unknown key"):
+        parse_params(data)
+    del data["critique"]["teachers"][0]["prices"]
     data["respond"]["models"][0] = dict(name_or_path="m", backend="vllm", max_model_len=4096, enforce_eager=True, trust_remote_code=True,
                                         dtype="bfloat16", engine_args={"swap_space": 0})
     options = parse_params(data).respond.models[0].generator_options()

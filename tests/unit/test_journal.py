@@ -26,7 +26,7 @@ def test_append_reload_and_last_write_wins(tmp_path):
     with Journal(path) as journal:
         journal.append({"id": "a", "v": 1})
         journal.append_many([{"id": "b", "v": 1}, {"id": "a", "v": 2}])
-        assert journal.done_ids() == {"a", "b"}
+        assert set(journal.rows()) == {"a", "b"}
     reloaded = Journal(path)
     assert reloaded.rows() == {"b": {"id": "b", "v": 1}, "a": {"id": "a", "v": 2}}
     with pytest.raises(ValueError, match="string 'id'"):
@@ -37,11 +37,23 @@ def test_torn_last_line_is_ignored_and_cut_before_appending(tmp_path):
     path = tmp_path / "j.jsonl"
     path.write_text('{"id": "a", "v": 1}\n{"id": "b", "v": 1}\n{"id": "c", "v"')  # killed mid-write
     journal = Journal(path)
-    assert journal.done_ids() == {"a", "b"} and journal.skipped_lines == 1
+    assert set(journal.rows()) == {"a", "b"} and journal.skipped_lines == 1
     journal.append({"id": "c", "v": 1})  # regenerated; must not glue onto the torn bytes
     journal.close()
     assert read_lines(path) == [{"id": "a", "v": 1}, {"id": "b", "v": 1}, {"id": "c", "v": 1}]
     assert Journal(path).skipped_lines == 0
+
+
+def test_complete_last_line_without_newline_is_torn_too(tmp_path):
+    """A kill between a row's bytes and its newline: the row reads whole, but the append that
+    follows cuts it from the file. It counts as torn (regenerated), so memory and file agree."""
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"id": "a", "v": 1}\n{"id": "b", "v": 1}')
+    journal = Journal(path)
+    assert set(journal.rows()) == {"a"} and journal.skipped_lines == 1
+    journal.append({"id": "c", "v": 1})
+    journal.compact(["a", "b", "c"])
+    assert Journal(path).rows() == journal.rows() == {"a": {"id": "a", "v": 1}, "c": {"id": "c", "v": 1}}
 
 
 def test_finalize_writes_plan_order_once_and_reports_failures(tmp_path):
@@ -109,7 +121,7 @@ WRITER = textwrap.dedent("""
     import sys, time
     from cft.generate.journal import Journal
     journal = Journal(sys.argv[1])
-    done = journal.done_ids()
+    done = journal.rows()
     for i in range(int(sys.argv[2])):
         row_id = f"row{i:04d}"
         if row_id in done:
@@ -139,7 +151,7 @@ def test_sigkill_mid_run_then_resume_loses_nothing_duplicates_nothing(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL and len(acknowledged) == 40
-    done = Journal(path).done_ids()
+    done = set(Journal(path).rows())
     assert set(acknowledged) <= done and len(done) < total  # every acknowledged row survived the kill
 
     # Tear the tail too, as a kill inside write() would, then resume in a fresh process.

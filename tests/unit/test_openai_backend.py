@@ -162,12 +162,15 @@ def test_closing_the_stream_early_stops_quickly():
 def test_usage_cost_and_get_generator():
     with FakeOpenAIServer() as server:
         gen = get_generator("openai", "teacher", base_url=server.url, api_key_env=KEY_ENV,
-                            prices={"teacher": {"prompt": 2.5, "completion": 10.0}})
+                            prices={"prompt": 2.5, "completion": 10.0})
         with gen:
             gen.generate(chats(3), SAMPLING)
     usage = gen.usage()["teacher"]
     expected = usage["prompt_tokens"] * 2.5 / 1e6 + usage["completion_tokens"] * 10.0 / 1e6
     assert usage["cost_usd"] == pytest.approx(expected) and usage["cost_usd"] > 0
+    with pytest.raises(ValueError, match=r"prices must be .*got keys \['teacher'\]"):
+        OpenAIGenerator("teacher", base_url="http://127.0.0.1:9/v1", api_key_env=KEY_ENV,
+                        prices={"teacher": {"prompt": 2.5, "completion": 10.0}})
     with pytest.raises(ValueError, match="known: openai, transformers, vllm"):
         get_generator("nope", "m")
 
@@ -186,7 +189,7 @@ def test_server_killed_mid_run_then_resume(tmp_path):
     journal = Journal(tmp_path / "critiques.journal.jsonl")
     with FakeOpenAIServer(stop_after=10) as server, make_gen(server, max_retries=0, concurrency=4) as gen:
         first = generate_journaled(gen, planned, SAMPLING, journal, _make_row, progress=False)
-    done_first = journal.done_ids()
+    done_first = set(journal.rows())
     assert 1 <= len(done_first) < 30 and first["generated"] == len(done_first)
     assert first["failed"] == 30 - len(done_first)
     summary = journal.finalize([p.id for p in planned], out)

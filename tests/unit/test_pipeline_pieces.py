@@ -60,10 +60,38 @@ def test_heldout_split_is_by_question_stable_and_never_one_sided():
     assert held == grown & set(questions)
     assert heldout_questions(questions, 0.2, seed=1) != held
     # Whitespace differences are the same question.
-    assert heldout_questions(["a  b?", "c?"], 0.5, 0) in ({"a  b?"}, {"c?"})
+    assert heldout_questions(["a  b?", "c?"], 0.5, 0) in ({"a b?"}, {"c?"})
     assert len(heldout_questions(["only?", "two?"], 0.001, 0)) == 1
     assert len(heldout_questions(["only?", "two?"], 0.999, 0)) == 1
     assert heldout_questions(questions, 0.0, 0) == set()
+
+
+def test_whitespace_twins_go_to_one_side_when_the_split_must_hold_one_out(tmp_path):
+    from cft.config import BuildConfig
+    from cft.data.io import read_jsonl, write_jsonl
+    from cft.stages import build
+
+    twins, other = ["What is 1 + 1?", "What is  1 +\n1?"], "What is 5 + 5?"
+    # By hash no question is held out at this fraction, so the rule "at least one held out"
+    # picks the lowest-ranked one: the twins' (one question, two spellings).
+    assert build._question_key(twins[0], 0) < build._question_key(other, 0) and build._question_key(twins[0], 0) >= 0.1
+    problems = [{"id": f"p{i}", "source": "s", "question": q, "gold_answer": "2"} for i, q in enumerate([*twins, other])]
+    responses = [{"id": f"r{i}", "problem_id": f"p{i}", "response": "\\boxed{2}", "correct": True} for i in range(3)]
+    critiques = [{"id": f"c{i}", "problem_id": f"p{i}", "question": problems[i]["question"], "response": "\\boxed{2}",
+                  "critique": "Checked.\n\nConclusion: right [END]"} for i in range(3)]
+    for name, rows in (("problems", problems), ("responses", responses), ("critiques", critiques)):
+        write_jsonl(tmp_path / f"{name}.jsonl", rows)
+
+    class P:
+        build = BuildConfig(seed=0, heldout_fraction=0.1)
+
+    out = tmp_path / "train"
+    counts = build.run(P, tmp_path / "problems.jsonl", tmp_path / "responses.jsonl", tmp_path / "critiques.jsonl", out)
+    train = read_jsonl(out / "cft.jsonl") + read_jsonl(out / "sft.jsonl")
+    held = read_jsonl(out / "heldout/cft.jsonl") + read_jsonl(out / "heldout/sft.jsonl")
+    assert {r["question"] for r in held} == set(twins) and {r["question"] for r in train} == {other}
+    assert {c["problem_id"] for c in read_jsonl(out / "heldout/critic.jsonl")} == {"p0", "p1"}
+    assert counts["heldout"]["questions"] == 1
 
 
 def test_build_puts_each_question_on_one_side_for_every_mode(tmp_path):

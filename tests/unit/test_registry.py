@@ -152,6 +152,19 @@ def test_a_better_challenger_is_promoted_a_worse_one_is_not(project, checkpoint)
     assert json.loads((root / "metrics/registry-c.json").read_text())["decision"] == "promoted"
 
 
+def test_a_changed_gate_metric_compares_and_records_the_champion_on_that_metric(project, checkpoint):
+    root, params = project
+    client = _client(root)
+    _trained_and_registered(project, checkpoint, "a", 50.0, critic={"balanced_accuracy": 0.6})
+    critic_gate = params.model_copy(update={"register_": params.register_.model_copy(update={"metric": "critic.balanced_accuracy"})})
+    model_dir = fake_training_run(critic_gate, root, checkpoint, "b")
+    result = register(critic_gate, root, model_dir, write_eval(root, "b", 10.0, critic={"balanced_accuracy": 0.7}))
+    assert result["champion"] and result["metric"] == "critic.balanced_accuracy"
+    # the champion's score is its critic score (read from its run), not its recorded average
+    assert result["champion_score_before"] == pytest.approx(0.6)
+    assert float(client.get_model_version(NAME, "2").tags[manage.CHAMPION_SCORE_BEFORE_TAG]) == pytest.approx(0.6)
+
+
 def test_missing_or_failed_evaluation_never_promotes(project, checkpoint):
     root, _ = project
     client = _client(root)

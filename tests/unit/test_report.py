@@ -86,6 +86,7 @@ def test_report_stage_shows_heldout_loss_and_critic_metrics(tmp_path):
     critic = {"n": 10, "accuracy": 0.6, "balanced_accuracy": 0.55, "f1_wrong": 0.7, "no_verdict_rate": 0.1}
     silent = {"n": 10, "accuracy": 0.0, "balanced_accuracy": 0.0, "f1_wrong": None, "no_verdict_rate": 1.0}
     zeros = {"benchmarks": {"gsm8k": {"accuracy": 0.0, "n": 5}}, "average": 0.0}
+    zeros["run_group"] = "heldout-0123456789ab"
     evaluations = {"base": {**zeros, "critic": silent, "self_critique": silent},
                    "cft": {**zeros, "critic": critic, "self_critique": silent}}
     history = [{"step": 0, "eval_loss": 8.3}, {"step": 5, "loss": 6.0}, {"step": 10, "loss": 4.0, "eval_loss": 4.5}]
@@ -96,5 +97,6 @@ def test_report_stage_shows_heldout_loss_and_critic_metrics(tmp_path):
     assert header.startswith("| Model | GSM8K | Avg | Held-out loss, before | Held-out loss, after | Critic bal. acc.")
     assert base.split("|")[4].strip() == "-" and "**4.500**" in cft and "8.300" in cft and "**8.300**" not in cft
     assert loss_curves(history) == {"train": [(5, 6.0), (10, 4.0)], "heldout": [(0, 8.3), (10, 4.5)]}
+    assert "`cft.run_group` = `heldout-0123456789ab`" in (tmp_path / "comparison.md").read_text()
     assert (tmp_path / "comparison.png").stat().st_size > 20_000
     assert set(json.loads((tmp_path / "comparison.json").read_text())["models"]) == {"base", "cft"}

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import random
 
 import pytest
@@ -195,11 +196,13 @@ def test_launch_command_is_accelerate_launch():
         launch_command(cfg, config_json="c", train_file="d", output_dir="o", metrics_path="m", plot_path="p", num_processes=3)
 
 
-def test_best_checkpoint_with_sharded_fsdp_is_refused_before_launch(tmp_path):
+def test_sharded_fsdp_checkpoints_are_refused_before_launch(tmp_path):
+    """Their weights could not be exported: not the best checkpoint, nor a finished run's last one."""
     (tmp_path / "fsdp.yaml").write_text("distributed_type: FSDP\nnum_processes: 8\nfsdp_config:\n  fsdp_state_dict_type: SHARDED_STATE_DICT\n")
-    cfg = TrainConfig(accelerate_config=str(tmp_path / "fsdp.yaml"), best_checkpoint={"limit": 2})
-    with pytest.raises(ValueError, match="FULL_STATE_DICT"):
-        launch_training(cfg, train_file="t", output_dir=tmp_path / "o", metrics_path="m", plot_path="p")
+    for cfg in (TrainConfig(accelerate_config=str(tmp_path / "fsdp.yaml"), best_checkpoint={"limit": 2}),
+                TrainConfig(accelerate_config=str(tmp_path / "fsdp.yaml"))):
+        with pytest.raises(ValueError, match="FULL_STATE_DICT"):
+            launch_training(cfg, train_file="t", output_dir=tmp_path / "o", metrics_path="m", plot_path="p")
 
 
 def test_load_rows_validates_and_filters_mode(tmp_path):
@@ -287,11 +290,12 @@ def test_prune_keeps_the_current_run_per_output(tmp_path):
     fake_checkpoint(current, 8, complete=False)
     checkpoints.set_aside_incomplete(current)
     (root / ".trash-cft-dddddddddddddddd").mkdir()  # left by a prune that was killed
+    (current / ".score-k2x9q1" / "merged").mkdir(parents=True)  # a LoRA checkpoint merged for scoring, then a kill
 
     removed = [p for p, _ in checkpoints.prune(root, keep=current, output="cft")]
     assert old in removed and other not in removed and current not in removed
     assert not (root / ".trash-cft-dddddddddddddddd").exists()
-    assert [p.name for p in current.iterdir() if p.name.startswith("incomplete-")] == []
+    assert [p.name for p in current.iterdir() if p.name.startswith(("incomplete-", ".score-"))] == []
     assert [p.name for p in checkpoints.list_checkpoints(current)] == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
 
     result = CliRunner().invoke(app, ["prune-checkpoints", "--root", str(root), "--keep-last", "1", "--dry-run"])
@@ -358,6 +362,25 @@ def test_labels_mask_every_prompt_token(workdir):
         assert tok.decode(input_ids[n_prompt:n]).startswith("Critique:")
 
 
+def test_length_grouped_steps_hold_the_same_rows_for_any_process_count(workdir, monkeypatch):
+    """A run resumed with another process count skips the steps it trained: step t must hold the
+    same rows whether 1 process accumulates 2 batches of 4 or 2 processes take one each."""
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler
+
+    cfg = tiny_cfg(workdir, train_sampling_strategy="group_by_length")
+    trainer = run.build_trainer(cfg, make_rows(48), workdir / "grouped_ckpt", num_processes=1)
+
+    one = list(BatchSampler(list(trainer._get_train_sampler()), 4, drop_last=False))
+    one_process = [sorted(a + b) for a, b in zip(one[::2], one[1::2])]  # accumulation 2
+    monkeypatch.setattr(trainer.args, "gradient_accumulation_steps", cfg.accumulation_steps(2))
+    monkeypatch.setattr(type(trainer.args), "world_size", 2)  # as each of 2 processes sees it
+    two = list(trainer._get_train_sampler())
+    ranks = [BatchSamplerShard(BatchSampler(two, 4, drop_last=False), num_processes=2, process_index=r) for r in (0, 1)]
+    two_processes = [sorted(a + b) for a, b in zip(*ranks)]  # accelerate: batch i to process i % 2
+    assert len(one_process) == 6 and two_processes == one_process
+
+
 def test_training_updates_weights_and_reports_heldout_loss(workdir, capfd):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -390,7 +413,7 @@ def test_training_updates_weights_and_reports_heldout_loss(workdir, capfd):
     assert lines and lines[-1].startswith("[cft.train] step 3/3 (100%)") and "heldout_loss" in lines[-1] and "eta" in lines[-1]
 
 
-def test_resume_matches_an_uninterrupted_run_and_a_finished_run_stays_finished(workdir):
+def test_resume_matches_an_uninterrupted_run_and_a_finished_run_stays_finished(workdir, monkeypatch):
     from transformers import TrainerCallback
 
     class StopAfterSave(TrainerCallback):
@@ -404,7 +427,9 @@ def test_resume_matches_an_uninterrupted_run_and_a_finished_run_stays_finished(w
     first = run_train(workdir, "resumed", cfg, heldout=True, callbacks=[StopAfterSave()])
     assert first["steps"] == 3
     # logging and saving frequencies are not the run's identity: changed, it still resumes
+    monkeypatch.delenv("MLFLOW_MAX_LOG_PARAMS", raising=False)
     second = run_train(workdir, "resumed", tiny_cfg(workdir, max_steps=6, save_steps=2, logging_steps=1), heldout=True)
+    assert "MLFLOW_MAX_LOG_PARAMS" not in os.environ  # set for the resumed segment's trainer only
     assert second["resumed_from"].endswith("checkpoint-3") and not second["finished_before"]
     assert second["steps"] == 6
     assert second["final_loss"] == pytest.approx(full["final_loss"], rel=1e-4)
@@ -422,6 +447,47 @@ def test_resume_matches_an_uninterrupted_run_and_a_finished_run_stays_finished(w
         assert again[key] == pytest.approx(second[key]), key
     assert again["mean_loss"] > 0 and again["train_tokens"] > 0 and again["tokens_per_s"] > 0
     assert (workdir / "resumed" / "model.safetensors").exists()
+
+
+def test_a_length_grouped_run_resumed_in_its_second_epoch_trains_the_same_rows(workdir):
+    """32 rows of global batch 8: steps 5-8 are epoch 2. Resumed at step 5, step 6 must see the
+    batch the uninterrupted run saw, not one of another shuffle."""
+    from transformers import TrainerCallback
+
+    class StopAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            control.should_training_stop = True
+
+    cfg = tiny_cfg(workdir, max_steps=6, save_steps=5, train_sampling_strategy="group_by_length")
+    full = run_train(workdir, "grouped_full", cfg)
+    assert run_train(workdir, "grouped_resumed", cfg, callbacks=[StopAfterSave()])["steps"] == 5
+    resumed = run_train(workdir, "grouped_resumed", cfg)
+    assert resumed["resumed_from"].endswith("checkpoint-5")
+    assert resumed["final_loss"] == pytest.approx(full["final_loss"], rel=1e-5)
+    assert resumed["train_tokens"] == full["train_tokens"]
+
+
+def test_a_kill_before_the_marker_leaves_the_previous_checkpoint_with_save_total_limit(workdir):
+    """transformers deletes checkpoints over `save_total_limit` inside its save, before cft marks
+    the new one complete: the old one must outlive that gap, or a kill there restarts at step 0."""
+    from transformers import TrainerCallback
+
+    class Killed(RuntimeError):
+        pass
+
+    class KillBeforeMarker(TrainerCallback):  # runs before cft's marker (callbacks run in order)
+        def on_save(self, args, state, control, **kw):
+            if state.global_step == 4:
+                raise Killed
+
+    cfg = tiny_cfg(workdir, max_steps=6, save_steps=2, save_total_limit=1)
+    with pytest.raises(Killed):
+        run_train(workdir, "rotated", cfg, callbacks=[KillBeforeMarker()])
+    folder = workdir / "checkpoints" / "rotated"
+    assert [p.name for p in checkpoints.complete_checkpoints(folder)] == ["checkpoint-2"]
+    metrics = run_train(workdir, "rotated", cfg)
+    assert metrics["resumed_from"].endswith("checkpoint-2") and metrics["steps"] == 6
+    assert [p.name for p in checkpoints.list_checkpoints(folder)] == ["checkpoint-6"]  # the limit still holds
 
 
 def test_lora_output_is_a_merged_plain_model(workdir):

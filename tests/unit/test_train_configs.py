@@ -115,3 +115,26 @@ def test_sft_fields_are_read_safely_while_other_threads_run():
         done.set()
         other.join()
         module.sft_fields.cache_clear()
+
+
+def test_a_failed_child_reading_sft_fields_shows_its_traceback(tmp_path, monkeypatch):
+    """The child's stderr is part of the error, not swallowed with its output."""
+    import threading
+
+    from cft.train import sft_fields as module
+
+    child = tmp_path / "python"
+    child.write_text("#!/bin/sh\necho 'Traceback: ImportError: no module named trl' >&2\nexit 1\n")
+    child.chmod(0o755)
+    monkeypatch.setattr(module.sys, "executable", str(child))
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)
+    other.start()
+    try:
+        module.sft_fields.cache_clear()
+        with pytest.raises(RuntimeError, match="(?s)exit code 1.*ImportError: no module named trl"):
+            module.sft_fields()
+    finally:
+        done.set()
+        other.join()
+        module.sft_fields.cache_clear()

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from cft.config import parse_params
-from cft.stages.usage import UsageLogger
+from cft.stages.usage import UsageLogger, merge_usage
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,3 +33,10 @@ def test_helper_logs_the_usage_and_reports_a_failure(repo_root, tmp_path, monkey
     assert run.data.tags["cft.stage"] == "critique" and run.info.status == "FINISHED"
     assert run.data.metrics["critique.teacher-x.completion_tokens"] == 12.0
     assert run.data.metrics["critique.teacher-x.cost_usd"] == 0.5
+
+
+def test_merge_usage_sums_counts_of_one_model_across_generators():
+    usage = {}
+    merge_usage(usage, {"m": {"requests": 3, "prompt_tokens": 30, "cost_usd": 0.25}})
+    merge_usage(usage, {"m": {"requests": 2, "prompt_tokens": 20, "cost_usd": 0.5, "empty": 1}, "other": {"requests": 1}})
+    assert usage == {"m": {"requests": 5, "prompt_tokens": 50, "cost_usd": 0.75, "empty": 1}, "other": {"requests": 1}}

@@ -19,7 +19,7 @@ import time
 import pytest
 from fake_vllm import install_fake_vllm
 
-from cft.generate import PromptTooLong, Sampling, get_generator
+from cft.generate import GenerationError, PromptTooLong, Sampling, get_generator
 from cft.generate.incremental import PlannedRow, generate_journaled
 from cft.generate.journal import Journal, failures_path
 from cft.generate.vllm_backend import VLLMGenerator, VLLMUnavailable, VLLMWorkerError
@@ -89,6 +89,40 @@ def test_over_length_prompt_fails_alone_as_prompt_too_long(fake_env, tmp_path):
     journal.finalize([p.id for p in planned], tmp_path / "out.jsonl")
     (failure,) = [json.loads(line) for line in failures_path(tmp_path / "out.jsonl").read_text().splitlines()]
     assert failure["id"] == "r2" and failure["reason"] == "prompt_too_long" and "40" in failure["error"]
+
+
+def test_a_failing_template_or_rejected_call_fails_its_rows_and_the_worker_goes_on(fake_env, tmp_path):
+    """A chat template that raises fails its row alone; a `generate` that raises fails its
+    chunk's rows; the worker lives on (a rerun would not die at the same chunk)."""
+    env, log = fake_env
+    chats = [user(i) for i in range(7)]
+    chats[1] = [{"role": "user", "content": "q1 [bad-template]"}]
+    chats[4] = [{"role": "user", "content": "q4 [reject]"}]
+    planned = [PlannedRow(f"r{i}", chat) for i, chat in enumerate(chats)]
+    journal = Journal(tmp_path / "j.jsonl")
+    with VLLMGenerator("m", env=env, chunk_size=3) as gen:  # chunks: 0-2, 3-5, 6
+        streamed = dict(gen.generate_iter(chats, Sampling()))
+        summary = generate_journaled(gen, planned, Sampling(), journal, lambda p, g: {"id": p.id, "text": g.text},
+                                     progress=False)
+        assert [g.text for g in gen.generate([user(9)], Sampling())] == ["critique of q9 w w"]
+        assert gen.usage()["m"]["failures"] == 8
+    assert [i for i, r in sorted(streamed.items()) if isinstance(r, GenerationError)] == [1, 3, 4, 5]
+    assert "Conversation roles must alternate" in str(streamed[1])
+    assert all("fake engine rejected the call" in str(streamed[i]) for i in (3, 4, 5))
+    assert [streamed[i].text for i in (0, 2, 6)] == ["critique of q0 w w", "critique of q2 w w", "critique of q6 w w"]
+    assert summary == {"planned": 7, "reused": 0, "generated": 3, "failed": 4}
+    assert len(entries(log, "llm")) == 1  # one engine for every call: the worker never died
+    journal.finalize([p.id for p in planned], tmp_path / "out.jsonl")
+    failures = [json.loads(line) for line in failures_path(tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [f["id"] for f in failures] == ["r1", "r3", "r4", "r5"]
+
+
+def test_a_dead_engine_stops_the_worker_instead_of_failing_every_row(fake_env):
+    env, _ = fake_env
+    gen = VLLMGenerator("dead", env=env, chunk_size=2)
+    with pytest.raises(VLLMWorkerError, match="(?s)after 0/5 rows.*EngineDeadError"):
+        gen.generate([user(i) for i in range(5)], Sampling())
+    gen.close()
 
 
 def test_the_stand_in_rejects_a_whole_call_like_vllm(fake_env, monkeypatch):
