@@ -23,7 +23,7 @@ from cft.critique.reference import PROMPT_VERSION as REFERENCE_VERSION
 from cft.critique.reference import reference_critique
 from cft.critique.verdict import parse_verdict
 from cft.data.ids import content_id
-from cft.data.io import DataError, read_jsonl, write_json, write_jsonl
+from cft.data.io import DataError, read_jsonl, write_jsonl
 from cft.generate.base import Generation, Sampling
 from cft.generate.incremental import PlannedRow, generate_journaled
 from cft.generate.journal import Journal, failures_path
@@ -96,7 +96,7 @@ def plan_llm(pairs: list[tuple[dict, dict]], teacher: TeacherConfig) -> list[Pla
 def run(params: Params, problems_path: Path, responses_path: Path, out: Path, metrics_path: Path | None = None) -> dict:
     from cft.data.importers import import_critiques
     from cft.generate import get_generator
-    from cft.stages.usage import merge_usage, start_usage_logging
+    from cft.stages.usage import merge_usage, record_usage, start_usage_logging
 
     problems = {p["id"]: p for p in read_jsonl(problems_path)}
     pairs = []
@@ -154,10 +154,5 @@ def run(params: Params, problems_path: Path, responses_path: Path, out: Path, me
         summary["rows"] = write_jsonl(out, rows)
         write_jsonl(failures_path(out), failures)  # rewritten every run, empty when all done
         journal.compact(llm_ids)  # the output holds every LLM critique worth keeping
-        if usage:
-            summary["usage"] = usage
-        if metrics_path:  # before logging: if MLflow refuses, a rerun has nothing to generate and no usage
-            write_json(metrics_path, summary)
-        if usage:
-            usage_log.log(usage)
+        record_usage(summary, usage, metrics_path, usage_log)
     return summary

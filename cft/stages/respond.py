@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cft.config import Params, StudentModel
 from cft.data.ids import content_id
-from cft.data.io import read_jsonl, write_json
+from cft.data.io import read_jsonl
 from cft.generate.base import Generation, Sampling
 from cft.generate.incremental import PlannedRow, generate_journaled
 from cft.generate.journal import Journal
@@ -111,7 +111,7 @@ def generate_student(student: StudentModel, todo: list[PlannedRow], journal: Jou
 
 
 def run(params: Params, problems_path: Path, out: Path, metrics_path: Path | None = None) -> dict:
-    from cft.stages.usage import merge_usage, start_usage_logging
+    from cft.stages.usage import merge_usage, record_usage, start_usage_logging
 
     cfg = params.respond
     problems = read_jsonl(problems_path)
@@ -138,10 +138,5 @@ def run(params: Params, problems_path: Path, out: Path, metrics_path: Path | Non
         journal.compact(planned_ids)  # the output holds every row worth keeping
         summary["rows"] = final["rows"]
         summary["failed"] = final["failed"]
-        if usage:
-            summary["usage"] = usage
-        if metrics_path:  # before logging: if MLflow refuses, a rerun has nothing to generate and no usage
-            write_json(metrics_path, summary)
-        if usage:
-            usage_log.log(usage)
+        record_usage(summary, usage, metrics_path, usage_log)
     return summary

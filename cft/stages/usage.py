@@ -49,6 +49,19 @@ def merge_usage(acc: dict[str, dict], new: dict[str, dict]) -> dict[str, dict]:
     return acc
 
 
+def record_usage(summary: dict, usage: dict[str, dict], metrics_path, usage_log) -> None:
+    """The stage's metrics file (with the usage) first, then the usage to MLflow: if MLflow
+    refuses, a rerun has nothing left to generate and so no usage of its own to record."""
+    from cft.data.io import write_json
+
+    if usage:
+        summary["usage"] = usage
+    if metrics_path:
+        write_json(metrics_path, summary)
+    if usage:
+        usage_log.log(usage)
+
+
 def _log(cfg: RegisterConfig, stage: str, usage: dict[str, dict]) -> None:
     import mlflow
 
