@@ -264,16 +264,24 @@ def _dummy_outputs(root: Path) -> None:
                     path.write_text(f"{path.name}\n")
 
 
-@pytest.mark.integration
-def test_a_grader_change_reruns_exactly_the_stages_that_grade(tmp_path, repo_root):
+def _committed_copy(tmp_path, repo_root):
+    """A copy of the project whose stages DVC sees as up to date (placeholder outputs committed)."""
     from project_copy import copy_project, project_env, run
-
-    from cft.stages.graph import downstream, stage_graph
 
     root = copy_project(repo_root, tmp_path / "project")
     env = project_env()
     _dummy_outputs(root)
     run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet"], root, env)
+    return root, env
+
+
+@pytest.mark.integration
+def test_a_grader_change_reruns_exactly_the_stages_that_grade(tmp_path, repo_root):
+    from project_copy import run
+
+    from cft.stages.graph import downstream, stage_graph
+
+    root, env = _committed_copy(tmp_path, repo_root)
     assert json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], root, env)) == {}
 
     grader = root / "cft/evaluate/grade.py"
@@ -293,14 +301,11 @@ def test_a_grader_change_reruns_exactly_the_stages_that_grade(tmp_path, repo_roo
 def test_adding_a_baseline_evaluates_only_that_model(tmp_path, repo_root):
     # Baselines are their own params section: no evaluate@<mode> stage depends on it, and each
     # baseline stage has its model in its command, so a new one re-evaluates nothing else.
-    from project_copy import copy_project, edit_params, project_env, run
+    from project_copy import edit_params
 
     from cft.stages.graph import stale
 
-    root = copy_project(repo_root, tmp_path / "project")
-    env = project_env()
-    _dummy_outputs(root)
-    run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet"], root, env)
+    root, env = _committed_copy(tmp_path, repo_root)
     assert stale(root, ["evaluate", "baseline", "report"]) == []
 
     edit_params(root, lambda p: p["baselines"].update(other="models/other"))

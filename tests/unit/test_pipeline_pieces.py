@@ -66,9 +66,27 @@ def test_heldout_split_is_by_question_stable_and_never_one_sided():
     assert heldout_questions(questions, 0.0, 0) == set()
 
 
-def test_whitespace_twins_go_to_one_side_when_the_split_must_hold_one_out(tmp_path):
+def _build_split(tmp_path, problems, responses, critiques, heldout_fraction):
+    """Run the build stage on these rows; returns (counts, train rows, held-out rows, out dir)."""
     from cft.config import BuildConfig
     from cft.data.io import read_jsonl, write_jsonl
+    from cft.stages import build
+
+    for name, rows in (("problems", problems), ("responses", responses), ("critiques", critiques)):
+        write_jsonl(tmp_path / f"{name}.jsonl", rows)
+
+    class P:
+        build = BuildConfig(seed=0, heldout_fraction=heldout_fraction)
+
+    out = tmp_path / "train"
+    counts = build.run(P, tmp_path / "problems.jsonl", tmp_path / "responses.jsonl", tmp_path / "critiques.jsonl", out)
+    train = read_jsonl(out / "cft.jsonl") + read_jsonl(out / "sft.jsonl")
+    held = read_jsonl(out / "heldout/cft.jsonl") + read_jsonl(out / "heldout/sft.jsonl")
+    return counts, train, held, out
+
+
+def test_whitespace_twins_go_to_one_side_when_the_split_must_hold_one_out(tmp_path):
+    from cft.data.io import read_jsonl
     from cft.stages import build
 
     twins, other = ["What is 1 + 1?", "What is  1 +\n1?"], "What is 5 + 5?"
@@ -79,25 +97,14 @@ def test_whitespace_twins_go_to_one_side_when_the_split_must_hold_one_out(tmp_pa
     responses = [{"id": f"r{i}", "problem_id": f"p{i}", "response": "\\boxed{2}", "correct": True} for i in range(3)]
     critiques = [{"id": f"c{i}", "problem_id": f"p{i}", "question": problems[i]["question"], "response": "\\boxed{2}",
                   "critique": "Checked.\n\nConclusion: right [END]"} for i in range(3)]
-    for name, rows in (("problems", problems), ("responses", responses), ("critiques", critiques)):
-        write_jsonl(tmp_path / f"{name}.jsonl", rows)
-
-    class P:
-        build = BuildConfig(seed=0, heldout_fraction=0.1)
-
-    out = tmp_path / "train"
-    counts = build.run(P, tmp_path / "problems.jsonl", tmp_path / "responses.jsonl", tmp_path / "critiques.jsonl", out)
-    train = read_jsonl(out / "cft.jsonl") + read_jsonl(out / "sft.jsonl")
-    held = read_jsonl(out / "heldout/cft.jsonl") + read_jsonl(out / "heldout/sft.jsonl")
+    counts, train, held, out = _build_split(tmp_path, problems, responses, critiques, 0.1)
     assert {r["question"] for r in held} == set(twins) and {r["question"] for r in train} == {other}
     assert {c["problem_id"] for c in read_jsonl(out / "heldout/critic.jsonl")} == {"p0", "p1"}
     assert counts["heldout"]["questions"] == 1
 
 
 def test_build_puts_each_question_on_one_side_for_every_mode(tmp_path):
-    from cft.config import BuildConfig
-    from cft.data.io import read_jsonl, write_jsonl
-    from cft.stages import build
+    from cft.data.io import read_jsonl
 
     problems = [{"id": f"p{i}", "question": f"What is {i} + {i}?", "gold_answer": str(2 * i),
                  "solution": f"{i}+{i}={2 * i}, so \\boxed{{{2 * i}}}"} for i in range(60)]
@@ -105,16 +112,7 @@ def test_build_puts_each_question_on_one_side_for_every_mode(tmp_path):
                  for i in range(60) for k in range(2)]
     critiques = [{"id": f"c{r['id']}", "problem_id": r["problem_id"], "question": problems[int(r["problem_id"][1:])]["question"],
                   "response": r["response"], "critique": "Checked.\n\nConclusion: wrong [END]"} for r in responses]
-    for name, rows in (("problems", problems), ("responses", responses), ("critiques", critiques)):
-        write_jsonl(tmp_path / f"{name}.jsonl", rows)
-
-    class P:
-        build = BuildConfig(seed=0, heldout_fraction=0.25)
-
-    out = tmp_path / "train"
-    counts = build.run(P, tmp_path / "problems.jsonl", tmp_path / "responses.jsonl", tmp_path / "critiques.jsonl", out)
-    train = read_jsonl(out / "cft.jsonl") + read_jsonl(out / "sft.jsonl")
-    held = read_jsonl(out / "heldout/cft.jsonl") + read_jsonl(out / "heldout/sft.jsonl")
+    counts, train, held, out = _build_split(tmp_path, problems, responses, critiques, 0.25)
     train_q, held_q = {r["question"] for r in train}, {r["question"] for r in held}
     assert train_q and held_q and not train_q & held_q
     assert {r["mode"] for r in held} == {"cft", "sft_noisy", "sft_verified", "sft_teacher"}
